@@ -1,0 +1,540 @@
+"""``escape-portal``: the data lake from the terminal.
+
+Readable tables by default, ``--json`` for scripts. Exit codes: 0 success, 1 lake error,
+2 bad input, 3 not found, 4 authentication, 5 permission or quota, 6 lake unavailable,
+7 embedded lake failed to start, 8 waited but not available (stuck or timed out),
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from escape_portal import __version__
+from escape_portal.errors import InvalidRequest
+from escape_portal.lake import DID, Lake, LakeError, RuleProgress
+
+EXIT_NOT_AVAILABLE = 8
+EXIT_EMBEDDED = 7
+
+
+# -- output -------------------------------------------------------------------------------
+
+
+def human_bytes(n: int | None) -> str:
+    """``1536`` -> ``1.5 KiB``."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> str:
+    """A plain aligned text table."""
+    text_rows = [["-" if v is None else str(v) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in text_rows:
+        widths = [max(w, len(v)) for w, v in zip(widths, row, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += [
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+        for row in text_rows
+    ]
+    return "\n".join(lines)
+
+
+def parse_lifetime(text: str | None) -> int | None:
+    """``3600``, ``30m``, ``12h``, ``7d`` -> seconds (``None`` stays ``None``)."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*([smhdw]?)\s*", text)
+    if not match:
+        raise InvalidRequest(
+            f"{text!r} is not a lifetime.", "Write seconds, or a number with s, m, h, d or w."
+        )
+    factor = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
+    return int(match.group(1)) * factor
+
+
+def _emit(args: argparse.Namespace, data: Any, text: Callable[[], str]) -> None:
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(text())
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def _lake(args: argparse.Namespace) -> Lake:
+    return Lake.from_instance(args.instance)
+
+
+def cmd_lake(args: argparse.Namespace) -> int:
+    """``lake up|down|status``."""
+    from escape_portal.embedded.supervisor import EmbeddedLake, EmbeddedLakeError
+
+    lake = EmbeddedLake(args.data_dir, port=args.port, database_url=args.database_url)
+    try:
+        if args.action == "up":
+            import time
+
+            started = time.monotonic()
+            say = (lambda _m: None) if args.json else (lambda m: print(f"  {m}", file=sys.stderr))
+            status = lake.up(seed=not args.no_seed, progress=say)
+            elapsed = time.monotonic() - started
+            if not args.json:
+                print(f"Embedded lake up in {elapsed:.1f} s.", file=sys.stderr)
+        elif args.action == "down":
+            stopped = lake.down()
+            _emit(
+                args,
+                {"stopped": stopped},
+                lambda: "Stopped: " + (", ".join(stopped) or "nothing was running"),
+            )
+            return 0
+        else:
+            status = lake.status()
+    except EmbeddedLakeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_EMBEDDED
+
+    def text() -> str:
+        rows = [
+            (c.name, c.pid, "running" if c.running else "stopped", c.log) for c in status.components
+        ]
+        lines = [
+            f"Data directory : {status.data_dir}",
+            f"Rucio server   : {status.rucio_host or '-'} "
+            f"({'Rucio ' + status.server_version if status.server_version else 'not answering'})",
+            f"Compute site   : {status.compute_site}, storage {status.mounted_rse} mounted at "
+            f"{status.mount_path}",
+            "",
+            table(rows, ["part", "pid", "state", "log"]),
+        ]
+        return "\n".join(lines)
+
+    _emit(args, status.to_dict(), text)
+    return 0 if status.running or args.action == "status" else 1
+
+
+def cmd_whoami(args: argparse.Namespace) -> int:
+    """Identity and token validity."""
+    who = _lake(args).identity()
+    data = {
+        "instance": who.instance,
+        "rucio_host": who.rucio_host,
+        "account": who.account,
+        "auth_type": who.auth_type,
+        "token_expires_at": who.token_expires_at.isoformat() if who.token_expires_at else None,
+    }
+    left = who.token_valid_for
+    validity = f"valid for {left}".split(".")[0] if left else "renewed automatically"
+    _emit(
+        args,
+        data,
+        lambda: (
+            f"{who.account} on {who.instance} ({who.rucio_host}), {who.auth_type}, token {validity}"
+        ),
+    )
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    """Scopes; collections of a scope; content of a collection."""
+    lake = _lake(args)
+    if not args.target:
+        scopes = lake.scopes()
+        _emit(args, scopes, lambda: "\n".join(scopes))
+        return 0
+    if ":" not in args.target:
+        items = list(lake.dids(args.target, type="collection", limit=args.limit))
+    else:
+        did = DID.parse(args.target)
+        info = lake.info(did)
+        if info.type == "file":
+            items = [info]
+        elif info.type == "dataset":
+            page = Lake.page(lake.files(did), size=args.limit, cursor=args.cursor)
+            rows = [f.to_dict() for f in page.items]
+            _emit(
+                args,
+                {"files": rows, "next_cursor": page.next_cursor},
+                lambda: (
+                    table(
+                        [
+                            (f"{f.scope}:{f.name}", human_bytes(f.bytes), f.adler32)
+                            for f in page.items
+                        ],
+                        ["file", "size", "adler32"],
+                    )
+                    + (f"\n... more: --cursor {page.next_cursor}" if page.next_cursor else "")
+                ),
+            )
+            return 0
+        else:
+            items = list(itertools_limit(lake.contents(did), args.limit))
+    _emit(
+        args,
+        [i.to_dict() for i in items],
+        lambda: table(
+            [(f"{i.scope}:{i.name}", i.type, i.length, human_bytes(i.bytes)) for i in items],
+            ["did", "type", "files", "size"],
+        ),
+    )
+    return 0
+
+
+def itertools_limit(items: Iterable[Any], limit: int) -> list[Any]:
+    """The first ``limit`` items."""
+    import itertools
+
+    return list(itertools.islice(items, limit))
+
+
+def cmd_find(args: argparse.Namespace) -> int:
+    """Search by name pattern, type and metadata filters."""
+    scope, _, pattern = (
+        args.pattern.partition(":") if ":" in args.pattern else (args.scope, "", args.pattern)
+    )
+    if not scope:
+        raise InvalidRequest("No scope given.", "Write scope:pattern or pass --scope.")
+    found = list(lake_find(_lake(args), scope, pattern or "*", args.type, args.filter, args.limit))
+    _emit(
+        args,
+        [f.to_dict() for f in found],
+        lambda: (
+            table(
+                [(f"{f.scope}:{f.name}", f.type, f.length, human_bytes(f.bytes)) for f in found],
+                ["did", "type", "files", "size"],
+            )
+            + f"\n{len(found)} found"
+        ),
+    )
+    return 0
+
+
+def lake_find(
+    lake: Lake, scope: str, pattern: str, type_: str, filters: list[str], limit: int
+) -> Any:
+    """The search behind ``find``."""
+    return lake.dids(scope, pattern, type=type_, filters=filters or None, limit=limit)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Type, size, metadata and parents of a DID."""
+    lake = _lake(args)
+    did = DID.parse(args.did)
+    info = lake.info(did)
+    meta = lake.metadata(did)
+    parents = lake.parents(did)
+    data = {**info.to_dict(), "metadata": meta, "parents": [str(p.did) for p in parents]}
+    hidden = {"scope", "name", "did_type", "bytes", "length"}
+
+    def text() -> str:
+        lines = [
+            f"{did}  ({info.type}, {human_bytes(info.bytes)}"
+            + (f", {info.length} files)" if info.type != "file" else ")"),
+        ]
+        if parents:
+            lines.append("in: " + ", ".join(str(p.did) for p in parents))
+        lines += [f"  {k:18} {v}" for k, v in sorted(meta.items()) if k not in hidden]
+        return "\n".join(lines)
+
+    _emit(args, data, text)
+    return 0
+
+
+def cmd_replicas(args: argparse.Namespace) -> int:
+    """Where a DID's data is, by storage element and site."""
+    lake = _lake(args)
+    did = DID.parse(args.did)
+    if args.files:
+        files = [f.did for f in lake.files(did, limit=args.limit)]
+        reps = list(lake.file_replicas(files))
+        _emit(
+            args,
+            [r.to_dict() for r in reps],
+            lambda: table(
+                [
+                    (
+                        f"{r.scope}:{r.name}",
+                        ", ".join(f"{k}={v}" for k, v in sorted(r.states.items())),
+                    )
+                    for r in reps
+                ],
+                ["file", "replicas"],
+            ),
+        )
+        return 0
+    summary = lake.dataset_replicas(did)
+    _emit(
+        args,
+        [r.to_dict() for r in summary],
+        lambda: (
+            table(
+                [
+                    (
+                        r.rse,
+                        r.site,
+                        f"{r.available_files}/{r.total_files}",
+                        f"{human_bytes(r.available_bytes)} / {human_bytes(r.total_bytes)}",
+                        r.state,
+                    )
+                    for r in summary
+                ],
+                ["storage", "site", "files", "bytes", "state"],
+            )
+            if summary
+            else f"{did} has no replicas."
+        ),
+    )
+    return 0
+
+
+def _progress_bar(total: int, desc: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, file=sys.stderr
+    )
+
+
+def cmd_make_available(args: argparse.Namespace) -> int:
+    """Create or reuse the rule that brings DIDs to storage near compute."""
+    lake = _lake(args)
+    rse = args.rse or lake.config.mounted_rse
+    if not rse:
+        raise InvalidRequest(
+            "No storage element near your compute is configured.",
+            "Pass --rse, or set mounted_rse for your instance (ESCAPE_MOUNTED_RSE).",
+        )
+    lifetime = parse_lifetime(args.lifetime)
+    results = []
+    worst = 0
+    for text in args.dids:
+        did = DID.parse(text)
+        rule, created = lake.add_rule(did, rse, lifetime=lifetime, comment=args.comment)
+        if not args.json:
+            verb = "created" if created else "reused"
+            print(f"{did}: rule {rule.id} {verb} -> {rse} ({rule.state})", file=sys.stderr)
+        progress = lake.rule_progress(rule.id)
+        if args.wait:
+            progress = _wait(lake, rule.id, str(did), args.timeout, quiet=args.json)
+            if progress.state != "available":
+                worst = EXIT_NOT_AVAILABLE
+                if not args.json:
+                    reason = progress.stuck_reason or "still replicating when the wait ended"
+                    print(f"{did}: {progress.state}: {reason}", file=sys.stderr)
+        results.append(
+            {"did": str(did), "created": created, "state": progress.state, **progress.to_dict()}
+        )
+    _emit(
+        args,
+        results,
+        lambda: table(
+            [
+                (r["did"], r["rule"]["id"], r["state"], f"{r['files_done']}/{r['files_total']}")
+                for r in results
+            ],
+            ["did", "rule", "state", "files"],
+        ),
+    )
+    return worst
+
+
+def _wait(lake: Lake, rule_id: str, label: str, timeout: float, *, quiet: bool) -> RuleProgress:
+    bar = None
+
+    def show(progress: RuleProgress) -> None:
+        nonlocal bar
+        if quiet:
+            return
+        if bar is None:
+            bar = _progress_bar(progress.bytes_total, label)
+        bar.n = progress.bytes_done
+        bar.set_postfix_str(f"{progress.files_done}/{progress.files_total} files, {progress.state}")
+        bar.refresh()
+
+    try:
+        return lake.wait_for_rule(rule_id, timeout=timeout, on_progress=show)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    """Rules of a DID; delete or extend one."""
+    lake = _lake(args)
+    if args.delete:
+        lake.delete_rule(args.delete)
+        _emit(args, {"deleted": args.delete}, lambda: f"Rule {args.delete} deleted.")
+        return 0
+    if args.extend:
+        rule = lake.extend_rule(args.extend, parse_lifetime(args.lifetime))
+        _emit(
+            args,
+            rule.to_dict(),
+            lambda: f"Rule {rule.id} now expires {rule.expires_at or 'never'}.",
+        )
+        return 0
+    if not args.did:
+        raise InvalidRequest("Name a DID, or --delete/--extend a rule id.")
+    rules = lake.rules(DID.parse(args.did))
+    _emit(
+        args,
+        [r.to_dict() for r in rules],
+        lambda: (
+            table(
+                [
+                    (
+                        r.id,
+                        r.rse_expression,
+                        r.state,
+                        f"{r.locks_ok}/{r.total_locks}",
+                        r.expires_at,
+                        r.account,
+                    )
+                    for r in rules
+                ],
+                ["rule", "to", "state", "locks ok", "expires", "account"],
+            )
+            if rules
+            else "No rules."
+        ),
+    )
+    return 0
+
+
+def cmd_rses(args: argparse.Namespace) -> int:
+    """Storage elements and their sites."""
+    sites = _lake(args).rse_sites()
+    _emit(args, sites, lambda: table(sorted(sites.items()), ["storage", "site"]))
+    return 0
+
+
+def cmd_tour(args: argparse.Namespace) -> int:
+    """A short guided tour of the lake from the terminal."""
+    from escape_portal.tour import run_tour
+
+    return run_tour(_lake(args))
+
+
+# -- parser -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--instance", help="configured Rucio instance to use")
+    common.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    parser = argparse.ArgumentParser(
+        prog="escape-portal",
+        description="Browse the ESCAPE data lake and bring data next to your compute.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"escape-portal {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    lake = sub.add_parser("lake", parents=[common], help="run the embedded data lake")
+    lake.add_argument("action", choices=["up", "down", "status"])
+    lake.add_argument("--data-dir", help="state folder (default ~/.escape-portal/lake)")
+    lake.add_argument("--port", type=int, help="port of the Rucio server on 127.0.0.1")
+    lake.add_argument("--database-url", help="SQLAlchemy URL instead of SQLite")
+    lake.add_argument("--no-seed", action="store_true", help="do not write sample data")
+    lake.set_defaults(func=cmd_lake)
+
+    sub.add_parser("whoami", parents=[common], help="who you are, token validity").set_defaults(
+        func=cmd_whoami
+    )
+
+    ls = sub.add_parser("ls", parents=[common], help="scopes, or what a scope/DID holds")
+    ls.add_argument("target", nargs="?", help="scope or scope:name")
+    ls.add_argument("--limit", type=int, default=50, help="rows per page (default 50)")
+    ls.add_argument("--cursor", help="continue a dataset's file listing")
+    ls.set_defaults(func=cmd_ls)
+
+    find = sub.add_parser("find", parents=[common], help="search DIDs by name and metadata")
+    find.add_argument("pattern", help="scope:pattern (wildcard *), or a pattern with --scope")
+    find.add_argument("--scope")
+    find.add_argument(
+        "--type", default="all", choices=["all", "collection", "container", "dataset", "file"]
+    )
+    find.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY<OP>VALUE",
+        help="metadata filter, e.g. target=Crab or ra>80 (repeatable)",
+    )
+    find.add_argument("--limit", type=int, default=100)
+    find.set_defaults(func=cmd_find)
+
+    info = sub.add_parser("info", parents=[common], help="size, metadata and parents of a DID")
+    info.add_argument("did")
+    info.set_defaults(func=cmd_info)
+
+    rep = sub.add_parser("replicas", parents=[common], help="where a DID's data is")
+    rep.add_argument("did")
+    rep.add_argument("--files", action="store_true", help="per file (first --limit files)")
+    rep.add_argument("--limit", type=int, default=50)
+    rep.set_defaults(func=cmd_replicas)
+
+    mk = sub.add_parser(
+        "make-available", parents=[common], help="replicate DIDs to the storage near your compute"
+    )
+    mk.add_argument("dids", nargs="+", metavar="DID")
+    mk.add_argument("--rse", help="destination storage element (default: the mounted one)")
+    mk.add_argument("--lifetime", default="7d", help="how long to keep it (default 7d)")
+    mk.add_argument("--comment", default="escape-portal make-available")
+    mk.add_argument("--wait", action="store_true", help="show progress until available")
+    mk.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait at most")
+    mk.set_defaults(func=cmd_make_available)
+
+    rules = sub.add_parser("rules", parents=[common], help="rules of a DID; delete/extend")
+    rules.add_argument("did", nargs="?")
+    rules.add_argument("--delete", metavar="RULE_ID")
+    rules.add_argument("--extend", metavar="RULE_ID")
+    rules.add_argument("--lifetime", help="with --extend: new lifetime from now")
+    rules.set_defaults(func=cmd_rules)
+
+    sub.add_parser("rses", parents=[common], help="storage elements and sites").set_defaults(
+        func=cmd_rses
+    )
+    sub.add_parser("tour", parents=[common], help="a guided tour of the lake").set_defaults(
+        func=cmd_tour
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``escape-portal``."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except LakeError as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": exc.message, "hint": exc.hint, "kind": type(exc).__name__}))
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

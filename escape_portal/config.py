@@ -1,0 +1,321 @@
+"""Configuration of Rucio instances and of the notebook's compute site.
+
+An instance is read from, in this order of precedence (first found wins per instance):
+
+1. the portal's own file, TOML, ``$ESCAPE_PORTAL_CONFIG`` or
+   ``~/.config/escape-portal/instances.toml``, with one ``[instances.NAME]`` table each;
+2. environment variables as JupyterHub deployments set them (instance ``env``);
+3. an existing ``rucio.cfg`` (``$RUCIO_CONFIG``, ``$RUCIO_HOME/etc/rucio.cfg`` or
+   ``/opt/rucio/etc/rucio.cfg``), instance ``rucio-cfg``;
+4. the embedded lake, when it runs (instance ``embedded``).
+
+Passwords and tokens are only ever held in memory: a configuration file names the file
+or variable a token comes from, never the token. See ``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from escape_portal.errors import InvalidRequest
+
+AuthType = Literal["userpass", "oidc", "x509", "x509_proxy"]
+AUTH_TYPES: tuple[str, ...] = ("userpass", "oidc", "x509", "x509_proxy")
+DEFAULT_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class LakeConfig:
+    """How to reach one Rucio instance, and where the notebook's compute is.
+
+    Attributes
+    ----------
+    name
+        Short name of the instance (``escape``, ``embedded``, ...).
+    rucio_host, auth_host
+        Base URLs of the Rucio server and of its authentication server.
+    account, vo
+        The Rucio account to act as, and the VO (``def`` on single-VO instances).
+    auth_type
+        ``userpass``, ``oidc`` (a token handed over by JupyterHub or IAM), ``x509`` or
+        ``x509_proxy``.
+    username, password
+        For ``userpass``; the password is never written anywhere by the portal.
+    token, token_file
+        For ``oidc``: the token itself (from the environment) or the file it is kept in
+        (re-read on every authentication, so a hub can refresh it).
+    client_cert, client_key, x509_proxy
+        For X.509.
+    ca_cert
+        CA bundle to verify the server's certificate (``None``: the system's).
+    timeout
+        Seconds to wait for any answer of the server.
+    compute_site
+        Site whose compute runs the notebook (``CERN``, ...).
+    mounted_rse, mount_path
+        Storage element mounted into the compute, and the local folder that is its prefix.
+
+    """
+
+    name: str
+    rucio_host: str
+    auth_host: str = ""
+    account: str | None = None
+    vo: str = "def"
+    auth_type: AuthType = "userpass"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    token_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    x509_proxy: str | None = None
+    ca_cert: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    compute_site: str | None = None
+    mounted_rse: str | None = None
+    mount_path: str | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.rucio_host.startswith(("http://", "https://")):
+            raise InvalidRequest(
+                f"Instance {self.name!r}: rucio_host {self.rucio_host!r} is not an http(s) URL.",
+                "Set it to the Rucio server's URL, e.g. https://rucio.example.org.",
+            )
+        if self.auth_type not in AUTH_TYPES:
+            raise InvalidRequest(
+                f"Instance {self.name!r}: unknown auth_type {self.auth_type!r}.",
+                f"Use one of {', '.join(AUTH_TYPES)}.",
+            )
+        if not self.auth_host:
+            object.__setattr__(self, "auth_host", self.rucio_host)
+        if self.timeout <= 0:
+            raise InvalidRequest(f"Instance {self.name!r}: timeout must be positive.")
+
+    def public(self) -> dict[str, Any]:
+        """Settings safe to show or log: no password, no token."""
+        hidden = {"password", "token"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}
+
+
+_FIELDS = {f.name for f in fields(LakeConfig)}
+
+
+def _from_mapping(name: str, values: Mapping[str, Any], source: str) -> LakeConfig:
+    unknown = set(values) - _FIELDS
+    if unknown:
+        raise InvalidRequest(
+            f"Instance {name!r} in {source}: unknown setting(s) {', '.join(sorted(unknown))}.",
+            f"Known settings: {', '.join(sorted(_FIELDS - {'name', 'source'}))}.",
+        )
+    if "password" in values or "token" in values:
+        raise InvalidRequest(
+            f"Instance {name!r} in {source} holds a password or token in plain text.",
+            "Remove it; give token_file (OIDC) or set RUCIO_PASSWORD in the environment.",
+        )
+    if "rucio_host" not in values:
+        raise InvalidRequest(f"Instance {name!r} in {source} has no rucio_host.")
+    kwargs = dict(values)
+    if "timeout" in kwargs:
+        kwargs["timeout"] = float(kwargs["timeout"])
+    return LakeConfig(name=name, source=source, **kwargs)
+
+
+def config_file_path(env: Mapping[str, str] | None = None) -> Path:
+    """Where the portal's instance file is looked for."""
+    env = os.environ if env is None else env
+    if env.get("ESCAPE_PORTAL_CONFIG"):
+        return Path(env["ESCAPE_PORTAL_CONFIG"]).expanduser()
+    base = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "escape-portal" / "instances.toml"
+
+
+def instances_from_file(path: Path) -> dict[str, LakeConfig]:
+    """Instances of a TOML file with ``[instances.NAME]`` tables (empty if no file)."""
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidRequest(f"{path} is not valid TOML: {exc}.") from exc
+    tables = data.get("instances", {})
+    return {name: _from_mapping(name, values, str(path)) for name, values in tables.items()}
+
+
+def _env_secrets(config: LakeConfig, env: Mapping[str, str]) -> LakeConfig:
+    """Fill password/token from the environment (never from files we write)."""
+    updates: dict[str, Any] = {}
+    if config.auth_type == "userpass" and not config.password and env.get("RUCIO_PASSWORD"):
+        updates["password"] = env["RUCIO_PASSWORD"]
+    if config.auth_type == "oidc" and not config.token and not config.token_file:
+        token = env.get("RUCIO_ACCESS_TOKEN") or env.get("BEARER_TOKEN")
+        token_file = env.get("RUCIO_OIDC_TOKEN_FILE") or env.get("BEARER_TOKEN_FILE")
+        if token:
+            updates["token"] = token.strip()
+        elif token_file:
+            updates["token_file"] = token_file
+    return replace(config, **updates) if updates else config
+
+
+def instance_from_env(env: Mapping[str, str] | None = None) -> LakeConfig | None:
+    """The instance described by environment variables, if ``RUCIO_BASE_URL`` is set.
+
+    Variables: ``RUCIO_BASE_URL`` (or ``RUCIO_HOST``), ``RUCIO_AUTH_URL``, ``RUCIO_ACCOUNT``,
+    ``RUCIO_VO``, ``RUCIO_AUTH_TYPE``, ``RUCIO_USERNAME``/``RUCIO_PASSWORD``,
+    ``RUCIO_ACCESS_TOKEN``/``BEARER_TOKEN``, ``RUCIO_OIDC_TOKEN_FILE``/``BEARER_TOKEN_FILE``,
+    ``RUCIO_CA_CERT``, ``X509_USER_PROXY``, ``RUCIO_TIMEOUT``, and for the compute:
+    ``ESCAPE_COMPUTE_SITE`` (or ``SITE_NAME``), ``ESCAPE_MOUNTED_RSE``, ``ESCAPE_MOUNT_PATH``.
+    """
+    env = os.environ if env is None else env
+    host = env.get("RUCIO_BASE_URL") or env.get("RUCIO_HOST")
+    if not host:
+        return None
+    has_token = any(
+        env.get(k)
+        for k in (
+            "RUCIO_ACCESS_TOKEN",
+            "BEARER_TOKEN",
+            "RUCIO_OIDC_TOKEN_FILE",
+            "BEARER_TOKEN_FILE",
+        )
+    )
+    auth_type = env.get("RUCIO_AUTH_TYPE") or ("oidc" if has_token else "userpass")
+    config = LakeConfig(
+        name=env.get("ESCAPE_PORTAL_INSTANCE_NAME", "env"),
+        rucio_host=host,
+        auth_host=env.get("RUCIO_AUTH_URL", ""),
+        account=env.get("RUCIO_ACCOUNT"),
+        vo=env.get("RUCIO_VO", "def"),
+        auth_type=auth_type,  # type: ignore[arg-type]
+        username=env.get("RUCIO_USERNAME"),
+        x509_proxy=env.get("X509_USER_PROXY"),
+        ca_cert=env.get("RUCIO_CA_CERT"),
+        timeout=float(env.get("RUCIO_TIMEOUT", DEFAULT_TIMEOUT)),
+        source="environment",
+    )
+    return _env_secrets(config, env)
+
+
+def rucio_cfg_path(env: Mapping[str, str] | None = None) -> Path | None:
+    """The ``rucio.cfg`` Rucio's own clients would read, if there is one."""
+    env = os.environ if env is None else env
+    candidates = []
+    if env.get("RUCIO_CONFIG"):
+        candidates.append(Path(env["RUCIO_CONFIG"]))
+    if env.get("RUCIO_HOME"):
+        candidates.append(Path(env["RUCIO_HOME"]) / "etc" / "rucio.cfg")
+    candidates.append(Path("/opt/rucio/etc/rucio.cfg"))
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def instance_from_rucio_cfg(path: Path, env: Mapping[str, str] | None = None) -> LakeConfig | None:
+    """The instance of the ``[client]`` section of a ``rucio.cfg``.
+
+    A password in that file is used (Rucio's own clients would use it too) but never copied.
+    """
+    env = os.environ if env is None else env
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(path)
+    if not parser.has_section("client") or not parser.has_option("client", "rucio_host"):
+        return None
+    client = parser["client"]
+    auth_type = client.get("auth_type", "userpass")
+    if auth_type not in AUTH_TYPES:
+        raise InvalidRequest(
+            f"{path}: auth_type {auth_type!r} is not supported by the portal.",
+            f"Use one of {', '.join(AUTH_TYPES)}.",
+        )
+    config = LakeConfig(
+        name="rucio-cfg",
+        rucio_host=client["rucio_host"],
+        auth_host=client.get("auth_host", ""),
+        account=client.get("account"),
+        vo=client.get("vo", "def"),
+        auth_type=auth_type,  # type: ignore[arg-type]
+        username=client.get("username"),
+        password=client.get("password"),
+        token_file=client.get("auth_token_file_path"),
+        client_cert=client.get("client_cert"),
+        client_key=client.get("client_key"),
+        x509_proxy=client.get("client_x509_proxy"),
+        ca_cert=client.get("ca_cert") or None,
+        source=str(path),
+    )
+    return _env_secrets(config, env)
+
+
+def embedded_instance(env: Mapping[str, str] | None = None) -> LakeConfig | None:
+    """The embedded lake of ``$ESCAPE_PORTAL_LAKE_DIR`` (or the default), if it was started."""
+    from escape_portal.embedded import layout
+
+    state = layout.read_state(layout.LakePaths(layout.default_data_dir(env)))
+    if not state:
+        return None
+    return LakeConfig(
+        name="embedded",
+        rucio_host=state["rucio_host"],
+        account=layout.DEMO_ACCOUNT,
+        auth_type="userpass",
+        username=layout.DEMO_USERNAME,
+        password=layout.DEMO_PASSWORD,
+        compute_site=state.get("compute_site"),
+        mounted_rse=state.get("mounted_rse"),
+        mount_path=state.get("mount_path"),
+        source=str(state["data_dir"]),
+    )
+
+
+def load_instances(env: Mapping[str, str] | None = None) -> dict[str, LakeConfig]:
+    """Every configured instance, by name (see the module's docstring for the order)."""
+    env = os.environ if env is None else env
+    found: dict[str, LakeConfig] = {}
+    for name, config in instances_from_file(config_file_path(env)).items():
+        found[name] = _env_secrets(config, env)
+    from_env = instance_from_env(env)
+    if from_env and from_env.name not in found:
+        found[from_env.name] = from_env
+    cfg_path = rucio_cfg_path(env)
+    if cfg_path:
+        from_cfg = instance_from_rucio_cfg(cfg_path, env)
+        if from_cfg and from_cfg.name not in found:
+            found[from_cfg.name] = from_cfg
+    if "embedded" not in found:
+        embedded = embedded_instance(env)
+        if embedded:
+            found["embedded"] = embedded
+    return found
+
+
+def select_instance(name: str | None = None, env: Mapping[str, str] | None = None) -> LakeConfig:
+    """The instance to use: ``name``, else ``$ESCAPE_PORTAL_INSTANCE``, else the first found.
+
+    Raises
+    ------
+    InvalidRequest
+        If no instance is configured, or ``name`` is unknown.
+
+    """
+    env = os.environ if env is None else env
+    instances = load_instances(env)
+    wanted = name or env.get("ESCAPE_PORTAL_INSTANCE")
+    if wanted:
+        if wanted not in instances:
+            raise InvalidRequest(
+                f"No Rucio instance named {wanted!r}.",
+                f"Configured: {', '.join(instances) or 'none'}.",
+            )
+        return instances[wanted]
+    if not instances:
+        raise InvalidRequest(
+            "No Rucio instance is configured and the embedded lake is not running.",
+            f"Start it with 'escape-portal lake up', or describe your instance in "
+            f"{config_file_path(env)} or with RUCIO_BASE_URL (see docs/configuration.md).",
+        )
+    return next(iter(instances.values()))

@@ -1,0 +1,149 @@
+"""Build the embedded lake's catalogue: schema, root account, storage elements, scopes.
+
+This module talks to Rucio's database through Rucio's own server-side API
+(``rucio.gateway``, the layer under the REST handlers, with its permission checks), so it
+must run in a process whose ``RUCIO_CONFIG`` points at the lake's ``rucio.cfg``. The
+supervisor runs it as ``python -m escape_portal.embedded.bootstrap DATA_DIR``; it is
+idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from escape_portal.embedded.layout import DEMO_ACCOUNT, LakePaths
+from escape_portal.embedded.sites import DEFAULT_COMPUTE_SITE, SITES, rucio_distance
+
+ISSUER = "root"
+EXPERIMENT_SCOPES = ("cta", "lofar", "km3net", "ska", "scale", "user.escape")
+
+
+def _check_config(paths: LakePaths) -> None:
+    configured = os.environ.get("RUCIO_CONFIG")
+    if configured != str(paths.rucio_cfg):
+        raise RuntimeError(
+            f"RUCIO_CONFIG must be {paths.rucio_cfg} (is {configured!r}); "
+            "run this module through 'escape-portal lake up'"
+        )
+
+
+def build_schema(paths: LakePaths) -> bool:
+    """Create the schema, base VO and root account unless they exist; return True if built."""
+    from rucio.db.sqla.session import get_engine
+    from rucio.db.sqla.util import build_database, create_base_vo, create_root_account
+
+    engine = get_engine()
+    with engine.connect() as conn:
+        has_schema = engine.dialect.has_table(conn, "accounts")
+    if has_schema:
+        return False
+    if engine.dialect.name == "sqlite":
+        # WAL lets the server's readers and the daemons' writer proceed side by side.
+        with sqlite3.connect(paths.db) as raw:
+            raw.execute("PRAGMA journal_mode=WAL")
+    build_database()
+    create_base_vo()
+    create_root_account()
+    return True
+
+
+def build_topology(paths: LakePaths) -> None:
+    """Storage elements with attributes and protocols, distances, quotas and scopes."""
+    from rucio.common.exception import Duplicate, RSENotFound
+    from rucio.gateway import account_limit, rse, scope
+
+    existing = {r["rse"] for r in rse.list_rses()}
+    for site in SITES:
+        folder = paths.rse_dir(site.rse)
+        folder.mkdir(parents=True, exist_ok=True)
+        if site.rse not in existing:
+            rse.add_rse(
+                site.rse,
+                issuer=ISSUER,
+                city=site.city,
+                country_name=site.country,
+                latitude=site.latitude,
+                longitude=site.longitude,
+            )
+            rse.add_protocol(
+                site.rse,
+                issuer=ISSUER,
+                data={
+                    "scheme": "file",
+                    "hostname": "",
+                    "port": 0,
+                    "prefix": str(folder) + "/",
+                    "impl": "rucio.rse.protocols.posix.Default",
+                    "domains": {
+                        "lan": {"read": 1, "write": 1, "delete": 1},
+                        "wan": {
+                            "read": 1,
+                            "write": 1,
+                            "delete": 1,
+                            "third_party_copy_read": 1,
+                            "third_party_copy_write": 1,
+                        },
+                    },
+                },
+            )
+        attributes = {
+            "site": site.name,
+            "country": site.country,
+            "city": site.city,
+            "latitude": str(site.latitude),
+            "longitude": str(site.longitude),
+            "type": "DISK",
+            "tier": "1" if site.name == "CERN" else "2",
+            "escape_mount": str(folder) if site.name == DEFAULT_COMPUTE_SITE else "",
+            "lfn2pfn_algorithm": "hash",
+        }
+        for key, value in attributes.items():
+            if value:
+                rse.add_rse_attribute(site.rse, key, value, issuer=ISSUER)
+        account_limit.set_local_account_limit(DEMO_ACCOUNT, site.rse, site.quota_bytes, ISSUER)
+
+    for src in SITES:
+        for dst in SITES:
+            if src is dst:
+                continue
+            with contextlib.suppress(Duplicate, RSENotFound):
+                rse.add_distance(src.rse, dst.rse, issuer=ISSUER, distance=rucio_distance(src, dst))
+
+    for name in EXPERIMENT_SCOPES:
+        with contextlib.suppress(Duplicate):
+            scope.add_scope(name, DEMO_ACCOUNT, ISSUER)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``python -m escape_portal.embedded.bootstrap DATA_DIR [--seed]``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        print(
+            "usage: python -m escape_portal.embedded.bootstrap DATA_DIR [--seed]", file=sys.stderr
+        )
+        return 2
+    paths = LakePaths(Path(args[0]))
+    _check_config(paths)
+    report: dict[str, Any] = {}
+    started = time.monotonic()
+    report["schema_built"] = build_schema(paths)
+    build_topology(paths)
+    report["topology_s"] = round(time.monotonic() - started, 2)
+    if "--seed" in args:
+        from escape_portal.embedded.seed import seed
+
+        report["seed"] = seed(paths)
+    report["total_s"] = round(time.monotonic() - started, 2)
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,254 @@
+"""Where the embedded lake keeps its state, and the Rucio configuration it runs with.
+
+Everything lives below one data directory::
+
+    etc/rucio.cfg, etc/alembic.ini   configuration of server and daemons
+    db/rucio.db                      the SQLite catalogue (unless a database URL is given)
+    rse/<RSE>/                       one folder per POSIX storage element
+    logs/                            one log file per process
+    run/                             pid files and state.json (ports, URLs)
+    transfers/                       job state of the POSIX transfertool
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: The account and identity of the embedded lake's researcher. This is a published demo
+#: credential for a catalogue bound to 127.0.0.1, not a secret: production instances use
+#: OIDC tokens or X.509 (see :mod:`escape_portal.lake.config`).
+DEMO_ACCOUNT = "root"
+DEMO_USERNAME = "escape"
+DEMO_PASSWORD = "escape-demo"
+TRANSFERTOOL_NAME = "posix"
+
+
+def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
+    """The embedded lake's data directory.
+
+    ``$ESCAPE_PORTAL_LAKE_DIR``, else ``~/.escape-portal/lake``.
+    """
+    env = os.environ if env is None else env
+    if env.get("ESCAPE_PORTAL_LAKE_DIR"):
+        return Path(env["ESCAPE_PORTAL_LAKE_DIR"]).expanduser().resolve()
+    return Path.home() / ".escape-portal" / "lake"
+
+
+def read_state(paths: LakePaths) -> dict[str, Any] | None:
+    """The running lake's ``run/state.json`` (ports, URLs, pids), or ``None`` if not started."""
+    try:
+        state: dict[str, Any] = json.loads(paths.state_file.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return state
+
+
+def rucio_etc_dir() -> Path:
+    """Folder of Rucio's installed data files (mail templates, alembic template)."""
+    candidates = [Path(sys.prefix) / "rucio" / "etc", Path(sys.base_prefix) / "rucio" / "etc"]
+    for candidate in candidates:
+        if (candidate / "mail_templates").is_dir():
+            return candidate
+    raise FileNotFoundError(
+        "Rucio's data files (rucio/etc/mail_templates) were not found under "
+        f"{sys.prefix}; install the server with: pip install 'escape-portal[embedded]'"
+    )
+
+
+@dataclass(frozen=True)
+class LakePaths:
+    """The files and folders of one embedded lake."""
+
+    root: Path
+
+    @property
+    def etc(self) -> Path:  # noqa: D102
+        return self.root / "etc"
+
+    @property
+    def rucio_cfg(self) -> Path:  # noqa: D102
+        return self.etc / "rucio.cfg"
+
+    @property
+    def alembic_ini(self) -> Path:  # noqa: D102
+        return self.etc / "alembic.ini"
+
+    @property
+    def db(self) -> Path:  # noqa: D102
+        return self.root / "db" / "rucio.db"
+
+    @property
+    def rse_root(self) -> Path:  # noqa: D102
+        return self.root / "rse"
+
+    def rse_dir(self, rse: str) -> Path:
+        """Folder that holds the files of storage element ``rse``."""
+        return self.rse_root / rse
+
+    @property
+    def logs(self) -> Path:  # noqa: D102
+        return self.root / "logs"
+
+    @property
+    def run(self) -> Path:  # noqa: D102
+        return self.root / "run"
+
+    @property
+    def state_file(self) -> Path:  # noqa: D102
+        return self.run / "state.json"
+
+    @property
+    def seed_marker(self) -> Path:  # noqa: D102
+        return self.root / "db" / "seeded.json"
+
+    @property
+    def transfers(self) -> Path:  # noqa: D102
+        return self.root / "transfers"
+
+    def make(self) -> None:
+        """Create every folder."""
+        for folder in (
+            self.etc,
+            self.db.parent,
+            self.rse_root,
+            self.logs,
+            self.run,
+            self.transfers,
+        ):
+            folder.mkdir(parents=True, exist_ok=True)
+
+
+def write_rucio_config(
+    paths: LakePaths, *, server_port: int, memcached_port: int, database_url: str | None = None
+) -> None:
+    """Write ``rucio.cfg`` and ``alembic.ini`` for server and daemons.
+
+    Parameters
+    ----------
+    paths
+        The lake's layout.
+    server_port
+        Port of the Rucio REST server on 127.0.0.1.
+    memcached_port
+        Port of the memcached that Rucio's server and daemons cache through.
+    database_url
+        SQLAlchemy URL of the catalogue; ``None`` means SQLite in ``db/rucio.db``.
+
+    """
+    etc = rucio_etc_dir()
+    # A generous busy timeout: server workers and daemons share one SQLite file.
+    db_url = database_url or f"sqlite:///{paths.db}?timeout=60"
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg["common"] = {
+        "logdir": str(paths.logs),
+        "loglevel": "INFO",
+        "mailtemplatedir": str(etc / "mail_templates"),
+    }
+    cfg["client"] = {
+        "rucio_host": f"http://127.0.0.1:{server_port}",
+        "auth_host": f"http://127.0.0.1:{server_port}",
+        "auth_type": "userpass",
+        "account": DEMO_ACCOUNT,
+        "request_retries": "0",
+    }
+    cfg["database"] = {"default": db_url, "pool_size": "10", "max_overflow": "20"}
+    cfg["bootstrap"] = {
+        "userpass_identity": DEMO_USERNAME,
+        "userpass_pwd": DEMO_PASSWORD,
+        "userpass_email": "escape-demo@localhost",
+    }
+    cfg["api"] = {
+        "endpoints": ",".join(
+            [
+                "accounts",
+                "auth",
+                "config",
+                "credentials",
+                "dids",
+                "dirac",
+                "export",
+                "heartbeats",
+                "identities",
+                "import",
+                "lifetime_exceptions",
+                "locks",
+                "meta_conventions",
+                "ping",
+                "redirect",
+                "replicas",
+                "requests",
+                "rses",
+                "rules",
+                "scopes",
+                "subscriptions",
+                "vos",
+            ]
+        )
+    }
+    cfg["policy"] = {
+        "permission": "generic",
+        "schema": "generic",
+        "lfn2pfn_algorithm_default": "hash",
+        "support": "escape-portal@localhost",
+        "support_rucio": "https://rucio.cern.ch/",
+    }
+    cfg["core"] = {"geoip_ignore_error": "True", "use_temp_tables": "False"}
+    cfg["cache"] = {"url": f"127.0.0.1:{memcached_port}"}
+    # Rucio applies a rule to a dataset in partitions of 2,000 files by default; on SQLite
+    # every partition re-reads the whole dataset, which makes a 100,000-file rule take
+    # many minutes. One partition keeps it linear (memory is no concern at this scale).
+    cfg["rules"] = {"apply_rule_max_partition_size": "1000000"}
+    cfg["trace"] = {"tracedir": str(paths.root / "traces")}
+    cfg["alembic"] = {"cfg": str(paths.alembic_ini)}
+    cfg["metadata"] = {"plugins": "escape_portal.embedded.metadata.SQLiteJSONDidMeta"}
+    cfg["conveyor"] = {
+        "transfertool": TRANSFERTOOL_NAME,
+        "scheme": "file",
+        "user_transfers": "",
+    }
+    cfg["messaging-hermes"] = {"enabled": "False"}
+    cfg["escape_portal"] = {"transfer_dir": str(paths.transfers)}
+    paths.make()
+    with paths.rucio_cfg.open("w") as handle:
+        cfg.write(handle)
+
+    alembic = configparser.ConfigParser(interpolation=None)
+    alembic["alembic"] = {
+        "script_location": str(Path(_rucio_package_dir()) / "db" / "sqla" / "migrate_repo"),
+        "sqlalchemy.url": db_url,
+    }
+    alembic["loggers"] = {"keys": "root,sqlalchemy,alembic"}
+    alembic["handlers"] = {"keys": "console"}
+    alembic["formatters"] = {"keys": "generic"}
+    alembic["logger_root"] = {"level": "WARN", "handlers": "console", "qualname": ""}
+    alembic["logger_sqlalchemy"] = {
+        "level": "WARN",
+        "handlers": "",
+        "qualname": "sqlalchemy.engine",
+    }
+    alembic["logger_alembic"] = {"level": "WARN", "handlers": "", "qualname": "alembic"}
+    alembic["handler_console"] = {
+        "class": "StreamHandler",
+        "args": "(sys.stderr,)",
+        "level": "NOTSET",
+        "formatter": "generic",
+    }
+    alembic["formatter_generic"] = {"format": "%(levelname)-5.5s [%(name)s] %(message)s"}
+    with paths.alembic_ini.open("w") as handle:
+        alembic.write(handle)
+
+
+def _rucio_package_dir() -> str:
+    import importlib.util
+
+    spec = importlib.util.find_spec("rucio")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the Rucio server package is not installed")
+    return str(next(iter(spec.submodule_search_locations)))

@@ -1,0 +1,405 @@
+"""Start, stop and inspect the embedded data lake.
+
+``up`` starts, each in its own process group and all bound to 127.0.0.1: a memcached
+(Rucio's cache), the Rucio REST server under gunicorn, and Rucio's daemons (see
+:mod:`escape_portal.embedded.daemons`); before the daemons it builds the catalogue and
+seeds the sample data once (see :mod:`escape_portal.embedded.bootstrap`). It is
+idempotent: parts already running are left alone. ``down`` stops what ``up`` started,
+by process id. Logs go to ``DATA_DIR/logs``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from escape_portal.embedded.layout import (
+    LakePaths,
+    default_data_dir,
+    read_state,
+    write_rucio_config,
+)
+from escape_portal.embedded.sites import DEFAULT_COMPUTE_SITE, site_by_name
+
+COMPONENTS = ("memcached", "server", "daemons")
+SERVER_START_TIMEOUT = 90.0
+
+
+class EmbeddedLakeError(RuntimeError):
+    """A part of the embedded lake failed; the message names the log to read."""
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    """One process of the embedded lake."""
+
+    name: str
+    pid: int | None
+    running: bool
+    log: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class LakeStatus:
+    """What runs where."""
+
+    data_dir: str
+    rucio_host: str | None
+    server_version: str | None
+    compute_site: str
+    mounted_rse: str
+    mount_path: str
+    components: list[ComponentStatus]
+    seeded: dict[str, Any] | None
+
+    @property
+    def running(self) -> bool:
+        """All processes alive and the server answering."""
+        return self.server_version is not None and all(c.running for c in self.components)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        data = asdict(self)
+        data["running"] = self.running
+        return data
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as dead.
+    with contextlib.suppress(FileNotFoundError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log written)"
+
+
+class EmbeddedLake:
+    """The embedded data lake of one data directory.
+
+    Parameters
+    ----------
+    data_dir
+        Where state lives (default: ``$ESCAPE_PORTAL_LAKE_DIR`` or ``~/.escape-portal/lake``).
+    port
+        Port of the Rucio server on 127.0.0.1 (default: the last one used, else a free one).
+    database_url
+        SQLAlchemy URL of the catalogue (default: SQLite in the data directory), e.g.
+        ``postgresql+psycopg://rucio:secret@127.0.0.1/rucio``.
+    compute_site
+        The site whose storage is mounted into the notebook's compute.
+
+    """
+
+    def __init__(
+        self,
+        data_dir: Path | str | None = None,
+        *,
+        port: int | None = None,
+        database_url: str | None = None,
+        compute_site: str = DEFAULT_COMPUTE_SITE,
+    ) -> None:
+        self.paths = LakePaths(Path(data_dir).resolve() if data_dir else default_data_dir())
+        self.port = port
+        self.database_url = database_url
+        self.compute_site = site_by_name(compute_site)
+
+    # -- state -----------------------------------------------------------------------------
+
+    def _pid_file(self, component: str) -> Path:
+        return self.paths.run / f"{component}.pid"
+
+    def _pid(self, component: str) -> int | None:
+        try:
+            return int(self._pid_file(component).read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _log(self, component: str) -> Path:
+        return self.paths.logs / f"{component}.log"
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["RUCIO_CONFIG"] = str(self.paths.rucio_cfg)
+        env.pop("RUCIO_HOME", None)
+        return env
+
+    def _ports(self) -> tuple[int, int]:
+        """Ports of server and memcached: the last ones used while free, else new free ones."""
+        saved = json.loads(self._ports_file().read_text()) if self._ports_file().exists() else {}
+        ports = {}
+        for component, key, wanted in (
+            ("server", "server_port", self.port),
+            ("memcached", "memcached_port", None),
+        ):
+            port = int(wanted or saved.get(key) or 0)
+            if port and (
+                (_alive(self._pid(component)) and port == saved.get(key)) or _port_free(port)
+            ):
+                ports[key] = port
+            elif wanted:
+                raise EmbeddedLakeError(f"Port {wanted} on 127.0.0.1 is already in use.")
+            else:
+                ports[key] = _free_port()
+        self._ports_file().write_text(json.dumps(ports))
+        return ports["server_port"], ports["memcached_port"]
+
+    def _ports_file(self) -> Path:
+        return self.paths.run / "ports.json"
+
+    @property
+    def mount_path(self) -> Path:
+        """The folder of the storage element mounted into the compute site."""
+        return self.paths.rse_dir(self.compute_site.rse)
+
+    # -- processes -------------------------------------------------------------------------
+
+    def _spawn(self, component: str, argv: list[str]) -> int:
+        log = self._log(component).open("ab")
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self._env(),
+            cwd=self.paths.root,
+            start_new_session=True,
+        )
+        log.close()
+        self._pid_file(component).write_text(str(process.pid))
+        return process.pid
+
+    def _start_memcached(self, port: int) -> None:
+        if _alive(self._pid("memcached")):
+            return
+        binary = shutil.which("memcached") or (
+            "/usr/bin/memcached" if Path("/usr/bin/memcached").exists() else None
+        )
+        if binary is None:
+            raise EmbeddedLakeError(
+                "memcached is not installed; the Rucio server caches through it. "
+                "Install it (Debian: apt-get install memcached) or run scripts/setup.sh."
+            )
+        argv = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "256"]
+        if os.geteuid() == 0:
+            argv += ["-u", "root"]
+        self._spawn("memcached", argv)
+
+    def _start_server(self, port: int) -> None:
+        if _alive(self._pid("server")):
+            return
+        self._spawn(
+            "server",
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+                "--worker-class",
+                "gthread",
+                "--threads",
+                "8",
+                "--timeout",
+                "600",
+                "--graceful-timeout",
+                "5",
+                "--access-logfile",
+                str(self._log("access")),
+                "rucio.web.rest.flaskapi.v1.main:application",
+            ],
+        )
+
+    def _wait_for_server(self, url: str) -> str:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if not _alive(self._pid("server")):
+                raise EmbeddedLakeError(
+                    f"The Rucio server exited at start; see {self._log('server')}:\n"
+                    + _tail(self._log("server"))
+                )
+            version = _ping(url)
+            if version:
+                return version
+            time.sleep(0.2)
+        raise EmbeddedLakeError(
+            f"The Rucio server did not answer on {url} within {SERVER_START_TIMEOUT:.0f} s; "
+            f"see {self._log('server')}"
+        )
+
+    def _bootstrap(self, seed: bool) -> dict[str, Any]:
+        argv = [sys.executable, "-m", "escape_portal.embedded.bootstrap", str(self.paths.root)]
+        if seed:
+            argv.append("--seed")
+        log = self._log("bootstrap")
+        with log.open("ab") as handle:
+            result = subprocess.run(
+                argv, stdout=subprocess.PIPE, stderr=handle, env=self._env(), check=False
+            )
+        if result.returncode != 0:
+            raise EmbeddedLakeError(f"Building the catalogue failed; see {log}:\n{_tail(log)}")
+        report: dict[str, Any] = json.loads(result.stdout.decode().strip().splitlines()[-1])
+        return report
+
+    # -- public ----------------------------------------------------------------------------
+
+    def up(
+        self, *, seed: bool = True, progress: Callable[[str], None] = lambda _: None
+    ) -> LakeStatus:
+        """Start whatever is not running; build and seed the catalogue on first start.
+
+        Parameters
+        ----------
+        seed
+            Write and register the sample data (once; later starts skip it quickly).
+        progress
+            Called with a short message at each step.
+
+        Raises
+        ------
+        EmbeddedLakeError
+            If a part does not start; the message names its log file.
+
+        """
+        self.paths.make()
+        server_port, memcached_port = self._ports()
+        write_rucio_config(
+            self.paths,
+            server_port=server_port,
+            memcached_port=memcached_port,
+            database_url=self.database_url,
+        )
+        url = f"http://127.0.0.1:{server_port}"
+        progress("starting memcached")
+        self._start_memcached(memcached_port)
+        first_start = not self.paths.db.exists() and self.database_url is None
+        if not first_start:  # the catalogue exists: build-check it while the server starts
+            progress("starting the Rucio server")
+            self._start_server(server_port)
+        if not _alive(self._pid("daemons")):
+            progress("building the catalogue" + (" and seeding sample data" if seed else ""))
+            report = self._bootstrap(seed)
+            if report.get("seed") and not report["seed"].get("skipped"):
+                progress(f"seeded in {report['seed']['total_s']} s")
+        if first_start:
+            progress("starting the Rucio server")
+            self._start_server(server_port)
+        version = self._wait_for_server(url)
+        progress(f"Rucio {version} answers on {url}")
+        if not _alive(self._pid("daemons")):
+            progress("starting Rucio's daemons")
+            self._spawn("daemons", [sys.executable, "-m", "escape_portal.embedded.daemons"])
+        state = {
+            "data_dir": str(self.paths.root),
+            "rucio_host": url,
+            "server_port": server_port,
+            "memcached_port": memcached_port,
+            "compute_site": self.compute_site.name,
+            "mounted_rse": self.compute_site.rse,
+            "mount_path": str(self.mount_path),
+            "pids": {c: self._pid(c) for c in COMPONENTS},
+            "started_at": time.time(),
+        }
+        tmp = self.paths.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.paths.state_file)
+        return self.status()
+
+    def down(self, timeout: float = 15.0) -> list[str]:
+        """Stop every process ``up`` started (SIGTERM, then SIGKILL); return their names."""
+        stopped = []
+        for component in reversed(COMPONENTS):
+            pid = self._pid(component)
+            if _alive(pid):
+                assert pid is not None
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGTERM)
+                deadline = time.monotonic() + timeout
+                while _alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(pid, os.WNOHANG)
+                if _alive(pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(pid, signal.SIGKILL)
+                stopped.append(component)
+            self._pid_file(component).unlink(missing_ok=True)
+        self.paths.state_file.unlink(missing_ok=True)
+        return stopped
+
+    def status(self) -> LakeStatus:
+        """What runs where, and whether the server answers."""
+        state = read_state(self.paths) or {}
+        url = state.get("rucio_host")
+        components = [
+            ComponentStatus(c, self._pid(c), _alive(self._pid(c)), str(self._log(c)))
+            for c in COMPONENTS
+        ]
+        seeded = None
+        if self.paths.seed_marker.exists():
+            seeded = json.loads(self.paths.seed_marker.read_text())
+        return LakeStatus(
+            data_dir=str(self.paths.root),
+            rucio_host=url,
+            server_version=_ping(url) if url else None,
+            compute_site=self.compute_site.name,
+            mounted_rse=self.compute_site.rse,
+            mount_path=str(self.mount_path),
+            components=components,
+            seeded=seeded,
+        )
+
+
+def _ping(url: str) -> str | None:
+    try:
+        response = requests.get(f"{url}/ping", timeout=2)
+        if response.ok:
+            return str(response.json()["version"])
+    except (requests.RequestException, ValueError, KeyError):
+        return None
+    return None

@@ -1,0 +1,205 @@
+"""A Rucio transfertool that copies between POSIX storage elements.
+
+Production Rucio hands transfers to FTS; the embedded lake has no FTS, so Rucio's
+conveyor hands them to this transfertool instead (registered under the name ``posix`` in
+``rucio.core.transfer.TRANSFERTOOL_CLASSES_BY_NAME`` by the daemon supervisor). Each
+submitted job is copied by a worker thread: the bytes are streamed into a ``.part`` file
+beside the destination while their adler32 is computed, compared with the catalogue's
+checksum and size, and only then renamed into place, so a half-copied or corrupted
+replica never appears complete. Outcomes are appended to a JSON-lines file per job, which
+the poller reads back (``bulk_query``); a job whose worker is gone (daemon restarted) is
+reported lost, and Rucio retries it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from rucio.db.sqla.constants import RequestState
+from rucio.transfertool.transfertool import (
+    TransferStatusReport,
+    Transfertool,
+    TransferToolBuilder,
+)
+
+from escape_portal.embedded.copy import copy_verified
+
+EXTERNAL_NAME = "posix"
+_WORKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="posix-transfer")
+_ACTIVE: set[str] = set()
+_ACTIVE_LOCK = threading.Lock()
+
+
+def transfer_dir() -> Path:
+    """Folder where job files live (``[escape_portal] transfer_dir`` of ``rucio.cfg``)."""
+    from rucio.common.config import config_get
+
+    folder = Path(config_get("escape_portal", "transfer_dir"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _path_of(url: str) -> Path:
+    if not url.startswith("file://"):
+        raise ValueError(f"the POSIX transfertool copies file:// URLs only, got {url}")
+    return Path(url.removeprefix("file://"))
+
+
+class PosixTransferStatusReport(TransferStatusReport):  # type: ignore[misc]
+    """Terminal state of one request, as recorded by the copy worker."""
+
+    supported_db_fields = ["state", "external_id", "err_msg", "started_at", "transferred_at"]
+
+    def __init__(self, request_id: str, external_id: str, outcome: Mapping[str, Any]) -> None:
+        super().__init__(request_id)
+        self.external_id = external_id
+        self.state = RequestState.DONE if outcome["ok"] else RequestState.FAILED
+        self.err_msg = None if outcome["ok"] else outcome["error"]
+        self.started_at = dt.datetime.fromisoformat(outcome["started_at"])
+        self.transferred_at = dt.datetime.fromisoformat(outcome["finished_at"])
+
+    def initialize(self, session: Any, logger: Any = logging.log) -> None:  # noqa: D102
+        pass
+
+    def get_monitor_msg_fields(self, session: Any, logger: Any = logging.log) -> dict[str, Any]:  # noqa: D102
+        return {"protocol": "file", "reason": self.err_msg or ""}
+
+
+def _run_job(job_id: str, items: list[dict[str, Any]]) -> None:
+    log_path = transfer_dir() / f"{job_id}.jsonl"
+    try:
+        for item in items:
+            started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+            outcome: dict[str, Any] = {"request_id": item["request_id"], "ok": True, "error": None}
+            try:
+                copy_verified(
+                    Path(item["source"]),
+                    Path(item["destination"]),
+                    expected_bytes=item["bytes"],
+                    expected_adler32=item["adler32"],
+                )
+            except FileNotFoundError as exc:
+                outcome.update(ok=False, error=f"source file missing: {exc.filename}")
+            except (OSError, ValueError) as exc:
+                outcome.update(ok=False, error=str(exc))
+            outcome["started_at"] = started.isoformat()
+            outcome["finished_at"] = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat()
+            with log_path.open("a") as handle:
+                handle.write(json.dumps(outcome) + "\n")
+    finally:
+        with _ACTIVE_LOCK:
+            _ACTIVE.discard(job_id)
+
+
+def _read_outcomes(job_id: str) -> dict[str, dict[str, Any]] | None:
+    path = transfer_dir() / f"{job_id}.jsonl"
+    if not path.exists():
+        return None
+    outcomes = {}
+    with path.open() as handle:
+        for line in handle:
+            if line.endswith("\n"):  # a line being written is read next time
+                record = json.loads(line)
+                outcomes[record["request_id"]] = record
+    return outcomes
+
+
+class PosixTransfertool(Transfertool):  # type: ignore[misc]
+    """Copies file:// replicas between storage elements mounted on this machine."""
+
+    external_name = EXTERNAL_NAME
+    required_rse_attrs = ()
+    supported_schemes = {"file"}
+
+    def __init__(self, external_host: str = EXTERNAL_NAME, logger: Any = logging.log) -> None:
+        super().__init__(external_host, logger)
+
+    @classmethod
+    def submission_builder_for_path(
+        cls, transfer_path: list[Any], logger: Any = logging.log
+    ) -> tuple[list[Any], TransferToolBuilder]:
+        """Submit direct (single-hop) transfers; multi-hop paths are cut to their first hop."""
+        return transfer_path[:1], TransferToolBuilder(cls, external_host=EXTERNAL_NAME)
+
+    def group_into_submit_jobs(self, transfer_paths: Iterable[list[Any]]) -> list[dict[str, Any]]:
+        """One job per submission batch."""
+        transfers = [hop for path in transfer_paths for hop in path]
+        return [{"transfers": transfers, "job_params": {}}] if transfers else []
+
+    def submit(
+        self, transfers: Iterable[Any], job_params: dict[str, str], timeout: int | None = None
+    ) -> str:
+        """Queue the copies of ``transfers`` and return the job id."""
+        job_id = uuid.uuid4().hex
+        items = []
+        for transfer in transfers:
+            rws = transfer.rws
+            items.append(
+                {
+                    "request_id": rws.request_id,
+                    "source": str(_path_of(transfer.source_url(transfer.src))),
+                    "destination": str(_path_of(transfer.dest_url)),
+                    "bytes": rws.byte_count,
+                    "adler32": rws.adler32,
+                }
+            )
+        (transfer_dir() / f"{job_id}.json").write_text(json.dumps(items))
+        with _ACTIVE_LOCK:
+            _ACTIVE.add(job_id)
+        _WORKERS.submit(_run_job, job_id, items)
+        return job_id
+
+    def bulk_query(
+        self, requests_by_eid: Mapping[str, Mapping[str, Any]], timeout: int | None = None
+    ) -> dict[str, dict[str, PosixTransferStatusReport] | None]:
+        """Report the finished requests of each job; a job nobody runs any more is lost."""
+        response: dict[str, dict[str, PosixTransferStatusReport] | None] = {}
+        for job_id, requests in requests_by_eid.items():
+            outcomes = _read_outcomes(job_id)
+            with _ACTIVE_LOCK:
+                running = job_id in _ACTIVE
+            if outcomes is None and not running:
+                response[job_id] = None  # unknown job: Rucio marks it lost and retries
+                continue
+            outcomes = outcomes or {}
+            if not running:
+                now = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat()
+                for request_id in requests:
+                    outcomes.setdefault(
+                        request_id,
+                        {
+                            "ok": False,
+                            "started_at": now,
+                            "finished_at": now,
+                            "error": "copy interrupted: the transfer daemon stopped during the job",
+                        },
+                    )
+            response[job_id] = {
+                request_id: PosixTransferStatusReport(request_id, job_id, outcomes[request_id])
+                for request_id in requests
+                if request_id in outcomes
+            }
+        return response
+
+    def cancel(self, transfer_ids: Sequence[str], timeout: int | None = None) -> bool:
+        """Copies are short and atomic; a cancelled request's copy simply finishes unused."""
+        return True
+
+    def update_priority(self, transfer_id: str, priority: int, timeout: int | None = None) -> bool:
+        """Priorities do not apply to local copies."""
+        return True
+
+
+def register() -> None:
+    """Make Rucio's conveyor know this transfertool by its name ``posix``."""
+    from rucio.core import transfer
+
+    transfer.TRANSFERTOOL_CLASSES_BY_NAME[EXTERNAL_NAME] = PosixTransfertool

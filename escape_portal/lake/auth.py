@@ -1,0 +1,149 @@
+"""Credentials for Rucio, held in memory only.
+
+Rucio's own client caches every token it gets in a plaintext file under ``/tmp``; the
+portal's client keeps tokens in memory instead, and reads an OIDC token from where
+JupyterHub hands it over (a file it may refresh, or the environment) each time it
+authenticates.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rucio.client import Client
+from rucio.client.baseclient import BaseClient
+
+from escape_portal.config import LakeConfig
+from escape_portal.errors import AuthenticationFailed, TokenExpired
+
+
+def jwt_expiry(token: str) -> dt.datetime | None:
+    """The ``exp`` claim of a JWT (not verified: the server verifies), or ``None``."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        return dt.datetime.fromtimestamp(int(payload["exp"]), tz=dt.UTC)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+@dataclass(frozen=True)
+class TokenSource:
+    """Where an OIDC token comes from: the value itself or a file re-read on demand."""
+
+    token: str | None = None
+    token_file: str | None = None
+
+    def read(self) -> str:
+        """The current token.
+
+        Raises
+        ------
+        AuthenticationFailed
+            If there is no token, or its file cannot be read.
+        TokenExpired
+            If the token's ``exp`` lies in the past.
+
+        """
+        token = self.token
+        if self.token_file:
+            try:
+                token = Path(self.token_file).expanduser().read_text().strip()
+            except OSError as exc:
+                raise AuthenticationFailed(
+                    f"Cannot read the OIDC token file {self.token_file}: {exc.strerror}.",
+                    "On JupyterHub, restart your server so the hub writes a fresh token.",
+                ) from exc
+        if not token:
+            raise AuthenticationFailed(
+                "No OIDC token was given.",
+                "Set RUCIO_ACCESS_TOKEN or BEARER_TOKEN_FILE, or token_file in the instance.",
+            )
+        expiry = jwt_expiry(token)
+        if expiry and expiry <= dt.datetime.now(dt.UTC):
+            raise TokenExpired(
+                f"Your OIDC token expired at {expiry:%Y-%m-%d %H:%M:%S} UTC.",
+                "Log in again (on JupyterHub: restart your server from the hub's control "
+                "panel) to get a fresh token.",
+            )
+        return token
+
+
+class PortalClient(Client):  # type: ignore[misc]
+    """Rucio's client with tokens kept in memory, never in ``/tmp`` files.
+
+    Rucio's ``BaseClient`` reads and writes its token through the private methods
+    ``__read_token``/``__write_token``; overriding their mangled names is the narrowest
+    change that keeps everything else (retries, 401 handling, streaming) Rucio's own.
+    """
+
+    def __init__(self, *, token_source: TokenSource | None, **kwargs: Any) -> None:
+        self._token_source = token_source
+        self._memory_token: str | None = None
+        super().__init__(**kwargs)
+
+    def _BaseClient__read_token(self) -> bool:  # noqa: N802 - overrides a mangled name
+        token = self._token_source.read() if self._token_source else self._memory_token
+        if not token:
+            return False
+        self.auth_token = token
+        self.headers["X-Rucio-Auth-Token"] = token
+        return True
+
+    def _BaseClient__write_token(self) -> None:  # noqa: N802
+        self._memory_token = self.auth_token
+
+    def _BaseClient__get_token(self) -> None:  # noqa: N802
+        if self._token_source is not None:
+            token = self._token_source.read()
+            if token == self.auth_token:
+                raise AuthenticationFailed(
+                    "The lake refused your OIDC token.",
+                    "It may be expired or meant for another audience; log in again.",
+                )
+            self.auth_token = token
+            self.headers["X-Rucio-Auth-Token"] = token
+            return
+        getter: Callable[[BaseClient], None] = BaseClient._BaseClient__get_token
+        getter(self)
+
+
+def make_client(config: LakeConfig) -> PortalClient:
+    """A Rucio client for ``config``; authenticates at once (errors are Rucio's)."""
+    creds: dict[str, Any] = {}
+    token_source = None
+    if config.auth_type == "userpass":
+        if not config.username or not config.password:
+            raise AuthenticationFailed(
+                f"Instance {config.name!r} uses userpass but has no "
+                f"{'username' if not config.username else 'password'}.",
+                "Set RUCIO_USERNAME and RUCIO_PASSWORD in the environment.",
+            )
+        creds = {"username": config.username, "password": config.password}
+    elif config.auth_type == "oidc":
+        token_source = TokenSource(config.token, config.token_file)
+        token_source.read()  # fail early, with the user's words, on a missing/expired token
+    elif config.auth_type == "x509":
+        creds = {"client_cert": config.client_cert, "client_key": config.client_key}
+    elif config.auth_type == "x509_proxy":
+        creds = {"client_proxy": config.x509_proxy}
+    return PortalClient(
+        token_source=token_source,
+        rucio_host=config.rucio_host,
+        auth_host=config.auth_host,
+        account=config.account,
+        ca_cert=config.ca_cert,
+        auth_type=config.auth_type,
+        creds=creds,
+        timeout=config.timeout,
+        user_agent="escape-portal",
+        vo=config.vo,
+    )

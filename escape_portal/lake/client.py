@@ -1,0 +1,623 @@
+"""The lake: a typed facade over rucio-clients that every surface uses.
+
+Listings are lazy iterators that stream from the server: the first page of a
+100,000-file dataset arrives without reading the rest. Nothing here asks the server for
+a whole dataset's per-file replicas; dataset-level summaries and rule lock counts say
+how much is where, and per-file look-ups are for the rows a user looks at.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import itertools
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import requests
+from rucio.common import exception as rx
+
+from escape_portal import errors
+from escape_portal.config import LakeConfig, select_instance
+from escape_portal.lake.auth import PortalClient, jwt_expiry, make_client
+from escape_portal.lake.models import (
+    DID,
+    DatasetReplica,
+    DIDInfo,
+    DIDType,
+    FileInfo,
+    FileReplicas,
+    Page,
+    Rule,
+    RuleProgress,
+    as_did,
+    decode_cursor,
+    encode_cursor,
+    parse_filters,
+)
+
+T = TypeVar("T")
+_TYPES = ("all", "collection", "container", "dataset", "file")
+_BULK = 100
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the portal acts as on an instance."""
+
+    instance: str
+    rucio_host: str
+    account: str
+    auth_type: str
+    token_expires_at: dt.datetime | None
+
+    @property
+    def token_valid_for(self) -> dt.timedelta | None:
+        """Time left before the token expires (``None`` if unknown or renewed automatically)."""
+        if self.token_expires_at is None:
+            return None
+        return self.token_expires_at - dt.datetime.now(dt.UTC)
+
+
+def _map_error(exc: BaseException, config: LakeConfig, what: str) -> errors.LakeError:
+    """One place where Rucio's and the network's errors become ours."""
+    url = config.rucio_host
+    message = getattr(exc, "msg", None) or str(exc)
+    details = str(getattr(exc, "message", "")) or message
+    if isinstance(exc, errors.LakeError):
+        return exc
+    if isinstance(exc, requests.Timeout):
+        return errors.LakeUnavailable(
+            f"The lake at {url} did not answer within {config.timeout:g} s while {what}.",
+            "It may be overloaded or down; try again later, or raise the instance's timeout.",
+            url=url,
+            timeout=config.timeout,
+        )
+    if isinstance(exc, requests.ConnectionError | rx.ServerConnectionException | ConnectionError):
+        return errors.LakeUnavailable(
+            f"Cannot reach the lake at {url} while {what}.",
+            "Check the URL and your network; for the embedded lake run 'escape-portal lake up'.",
+            url=url,
+            timeout=config.timeout,
+        )
+    if isinstance(exc, rx.DataIdentifierNotFound):
+        return errors.NotFound(f"No such data identifier: {what}.", "Check scope and name.")
+    if isinstance(exc, rx.ScopeNotFound):
+        return errors.NotFound(
+            f"No such scope while {what}.", "List scopes with 'escape-portal ls'."
+        )
+    if isinstance(exc, rx.RuleNotFound):
+        return errors.NotFound(
+            f"No such rule while {what}.", "List rules with 'escape-portal rules DID'."
+        )
+    if isinstance(exc, rx.RSENotFound | rx.InvalidRSEExpression):
+        return errors.InvalidRequest(
+            f"No storage element matches while {what}: {details}",
+            "List storage elements with 'escape-portal rses'.",
+        )
+    if isinstance(exc, rx.InsufficientAccountLimit | rx.RSEOverQuota):
+        return errors.QuotaExceeded(
+            f"Your quota does not allow this while {what}: {details}",
+            "Free space by deleting rules you no longer need, or ask the lake's operators.",
+        )
+    if isinstance(exc, rx.InsufficientTargetRSEs):
+        return errors.InvalidRequest(f"Not enough storage elements while {what}: {details}")
+    if isinstance(exc, rx.AccessDenied):
+        return errors.PermissionDenied(
+            f"Account {config.account or '(default)'} may not do this while {what}.",
+            "Ask the lake's operators for the permission, or use another account.",
+        )
+    if isinstance(exc, rx.CannotAuthenticate | rx.NoAuthInformation):
+        return errors.AuthenticationFailed(
+            f"The lake at {url} did not accept your credentials ({config.auth_type}).",
+            "Check account, username/password or token; log in again if it expired.",
+        )
+    if isinstance(
+        exc,
+        rx.InvalidObject
+        | rx.InputValidationError
+        | rx.InvalidType
+        | rx.InvalidMetadata
+        | rx.InvalidValueForKey
+        | rx.UnsupportedOperation
+        | rx.InvalidReplicationRule
+        | rx.KeyNotFound
+        | rx.UnsupportedKeyType
+        | rx.UnsupportedDIDType,
+    ):
+        return errors.InvalidRequest(f"The lake rejected the request while {what}: {details}")
+    if isinstance(exc, rx.RucioException):
+        return errors.LakeError(f"The lake answered an error while {what}: {details}")
+    if isinstance(exc, ValueError):
+        return errors.LakeUnavailable(
+            f"The lake at {url} answered something that is not Rucio's API while {what}.",
+            "Check that rucio_host points at a Rucio server.",
+            url=url,
+        )
+    raise exc
+
+
+class Lake:
+    """A Rucio instance seen through the portal.
+
+    Parameters
+    ----------
+    config
+        The instance; see :class:`escape_portal.config.LakeConfig`.
+
+    """
+
+    def __init__(self, config: LakeConfig) -> None:
+        self.config = config
+        self._client: PortalClient | None = None
+        self._rse_sites: dict[str, str | None] | None = None
+        self._scopes: set[str] | None = None
+
+    @classmethod
+    def from_instance(cls, name: str | None = None) -> Lake:
+        """The lake of a configured instance (see :func:`escape_portal.config.select_instance`)."""
+        return cls(select_instance(name))
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _calling(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except (rx.RucioException, requests.RequestException, OSError, ValueError) as exc:
+            raise _map_error(exc, self.config, what) from exc
+
+    @property
+    def client(self) -> PortalClient:
+        """The underlying Rucio client (authenticated on first use)."""
+        if self._client is None:
+            with self._calling(f"authenticating to {self.config.rucio_host}"):
+                self._client = make_client(self.config)
+        return self._client
+
+    def _stream(self, what: str, produce: Callable[[], Iterable[T]]) -> Iterator[T]:
+        """Iterate a server stream, mapping errors raised at any step."""
+        with self._calling(what):
+            iterator = iter(produce())
+        while True:
+            with self._calling(what):
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    return
+            yield item
+
+    # -- identity -----------------------------------------------------------------------
+
+    def identity(self) -> Identity:
+        """Who we are on this instance, and until when the token is valid."""
+        with self._calling("asking who you are"):
+            who = self.client.whoami()
+        expires = None
+        if self.config.auth_type == "oidc" and self.client.auth_token:
+            expires = jwt_expiry(self.client.auth_token)
+        return Identity(
+            instance=self.config.name,
+            rucio_host=self.config.rucio_host,
+            account=str((who or {}).get("account", self.config.account)),
+            auth_type=self.config.auth_type,
+            token_expires_at=expires,
+        )
+
+    def ping(self) -> str:
+        """The server's version; raises :class:`LakeUnavailable` if it does not answer."""
+        with self._calling("pinging the server"):
+            response = requests.get(
+                f"{self.config.rucio_host.rstrip('/')}/ping",
+                timeout=self.config.timeout,
+                verify=self.config.ca_cert or True,
+            )
+            response.raise_for_status()
+            return str(response.json()["version"])
+
+    # -- browse and search ----------------------------------------------------------------
+
+    def scopes(self) -> list[str]:
+        """All scopes, sorted."""
+        with self._calling("listing scopes"):
+            found = sorted(self.client.list_scopes())
+        self._scopes = set(found)
+        return found
+
+    def _require_scope(self, scope: str) -> None:
+        """Rucio answers an empty search for an unknown scope; we say it is unknown."""
+        if self._scopes is None or scope not in self._scopes:
+            self.scopes()
+        if self._scopes is not None and scope not in self._scopes:
+            raise errors.NotFound(
+                f"There is no scope {scope!r} on {self.config.name}.",
+                f"Known scopes: {', '.join(sorted(self._scopes)) or 'none'}.",
+            )
+
+    def dids(
+        self,
+        scope: str,
+        pattern: str = "*",
+        *,
+        type: str = "all",
+        filters: dict[str, Any] | list[str] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[DIDInfo]:
+        """Data identifiers of ``scope`` whose name matches ``pattern`` (``*`` wildcards).
+
+        Parameters
+        ----------
+        scope
+            The scope to search.
+        pattern
+            Name pattern; ``*`` matches anything.
+        type
+            ``all``, ``collection``, ``container``, ``dataset`` or ``file``.
+        filters
+            Metadata filters, ``{'ra.gt': 80}`` or ``['ra>80', 'target=Crab']``.
+        limit
+            Stop after this many.
+
+        """
+        if type not in _TYPES:
+            raise errors.InvalidRequest(
+                f"Unknown type {type!r}.", f"Use one of {', '.join(_TYPES)}."
+            )
+        DID.parse(f"{scope}:x")  # validates the scope's spelling
+        self._require_scope(scope)
+        meta = parse_filters(filters)
+        what = f"searching {scope}:{pattern}"
+        if not meta:
+            rows = self._stream(
+                what,
+                lambda: self.client.list_dids(scope, [{"name": pattern}], did_type=type, long=True),
+            )
+            found: Iterator[DIDInfo] = (_did_info(row) for row in rows)
+        else:
+            if pattern != "*":
+                meta["name"] = pattern
+            names = self._stream(
+                what, lambda: self.client.list_dids(scope, [meta], did_type=type, long=False)
+            )
+            found = self._typed(scope, names, type, what)
+        return itertools.islice(found, limit) if limit is not None else found
+
+    def _typed(self, scope: str, names: Iterator[Any], type_: str, what: str) -> Iterator[DIDInfo]:
+        """Fill type and size of names found by a metadata search, one bulk call per chunk."""
+        wanted = {"collection": {"container", "dataset"}, "all": None}.get(type_, {type_})
+        while chunk := list(itertools.islice(names, _BULK)):
+            dids = [{"scope": scope, "name": n if isinstance(n, str) else n["name"]} for n in chunk]
+            with self._calling(what):
+                rows = list(self.client.get_metadata_bulk(dids, plugin="DID_COLUMN"))
+            for row in rows:
+                info = _did_info(row)
+                if wanted is None or info.type in wanted:
+                    yield info
+
+    def contents(self, did: DID | str) -> Iterator[DIDInfo]:
+        """What a container or dataset directly holds."""
+        d = as_did(did)
+        rows = self._stream(f"listing {d}", lambda: self.client.list_content(d.scope, d.name))
+        return (_did_info(row) for row in rows)
+
+    def files(self, did: DID | str, *, limit: int | None = None) -> Iterator[FileInfo]:
+        """Files of a DID (recursively for collections), streamed."""
+        d = as_did(did)
+        rows = self._stream(
+            f"listing files of {d}", lambda: self.client.list_files(d.scope, d.name)
+        )
+        found = (
+            FileInfo(r["scope"], r["name"], int(r["bytes"] or 0), r.get("adler32"), r.get("md5"))
+            for r in rows
+        )
+        return itertools.islice(found, limit) if limit is not None else found
+
+    @staticmethod
+    def page(items: Iterable[T], *, size: int = 100, cursor: str | None = None) -> Page[T]:
+        """One page of a listing, reading only up to the end of that page.
+
+        ``cursor`` is the ``next_cursor`` of the previous page (``None`` for the first).
+        """
+        if not 1 <= size <= 10_000:
+            raise errors.InvalidRequest(f"Page size {size} is out of range.", "Use 1 to 10000.")
+        offset = decode_cursor(cursor)
+        window = list(itertools.islice(items, offset, offset + size + 1))
+        more = len(window) > size
+        return Page(window[:size], encode_cursor(offset + size) if more else None)
+
+    def info(self, did: DID | str) -> DIDInfo:
+        """Type, size and file count of a DID."""
+        d = as_did(did)
+        with self._calling(f"looking up {d}"):
+            row = self.client.get_did(d.scope, d.name, dynamic_depth="FILE")
+        return _did_info(row)
+
+    def metadata(self, did: DID | str) -> dict[str, Any]:
+        """All metadata of a DID (Rucio's columns and free-form keys)."""
+        d = as_did(did)
+        with self._calling(f"reading metadata of {d}"):
+            meta = dict(self.client.get_metadata(d.scope, d.name, plugin="ALL"))
+        return {k: v for k, v in meta.items() if v is not None}
+
+    def parents(self, did: DID | str) -> list[DIDInfo]:
+        """Collections that directly hold ``did``."""
+        d = as_did(did)
+        with self._calling(f"listing parents of {d}"):
+            return [_did_info(r) for r in self.client.list_parent_dids(d.scope, d.name)]
+
+    # -- storage and replicas -------------------------------------------------------------
+
+    def rse_sites(self) -> dict[str, str | None]:
+        """Storage element -> its site (the ``site`` attribute), cached per lake object."""
+        if self._rse_sites is None:
+            with self._calling("listing storage elements"):
+                names = [r["rse"] for r in self.client.list_rses()]
+                self._rse_sites = {
+                    n: self.client.list_rse_attributes(n).get("site") for n in sorted(names)
+                }
+        return self._rse_sites
+
+    def file_replicas(self, dids: Iterable[DID | str]) -> Iterator[FileReplicas]:
+        """Per-file replica states, for the files given (bulk, 100 per request)."""
+        pending = (as_did(d) for d in dids)
+        while chunk := list(itertools.islice(pending, _BULK)):
+            with self._calling(f"listing replicas of {len(chunk)} file(s)"):
+                rows = list(
+                    self.client.list_replicas(
+                        [d.as_rucio() for d in chunk], all_states=True, ignore_availability=True
+                    )
+                )
+            for row in rows:
+                pfns = {meta["rse"]: pfn for pfn, meta in (row.get("pfns") or {}).items()}
+                yield FileReplicas(
+                    row["scope"],
+                    row["name"],
+                    row.get("bytes"),
+                    row.get("adler32"),
+                    dict(row.get("states") or {}),
+                    pfns,
+                )
+
+    def dataset_replicas(self, did: DID | str) -> list[DatasetReplica]:
+        """How much of a dataset or container each storage element holds (no per-file calls)."""
+        d = as_did(did)
+        info = self.info(d)
+        sites = self.rse_sites()
+        if info.type == "file":
+            rep = next(iter(self.file_replicas([d])), None)
+            states = rep.states if rep else {}
+            size = info.bytes or 0
+            return [
+                DatasetReplica(
+                    d.scope,
+                    d.name,
+                    rse,
+                    sites.get(rse),
+                    int(state == "AVAILABLE"),
+                    1,
+                    size if state == "AVAILABLE" else 0,
+                    size,
+                    state,
+                )
+                for rse, state in sorted(states.items())
+            ]
+        datasets = [d] if info.type == "dataset" else [c.did for c in self._datasets_below(d)]
+        totals: dict[str, list[int]] = {}
+        for ds in datasets:
+            with self._calling(f"summarising replicas of {ds}"):
+                rows = list(self.client.list_dataset_replicas(ds.scope, ds.name))
+            for row in rows:
+                t = totals.setdefault(row["rse"], [0, 0, 0, 0])
+                t[0] += int(row.get("available_length") or 0)
+                t[1] += int(row.get("length") or 0)
+                t[2] += int(row.get("available_bytes") or 0)
+                t[3] += int(row.get("bytes") or 0)
+        files_total = info.length or 0
+        bytes_total = info.bytes or 0
+        return [
+            DatasetReplica(
+                d.scope,
+                d.name,
+                rse,
+                sites.get(rse),
+                t[0],
+                files_total or t[1],
+                t[2],
+                bytes_total or t[3],
+                "AVAILABLE" if t[0] >= (files_total or t[1]) else "INCOMPLETE",
+            )
+            for rse, t in sorted(totals.items())
+        ]
+
+    def _datasets_below(self, did: DID) -> Iterator[DIDInfo]:
+        for child in self.contents(did):
+            if child.type == "dataset":
+                yield child
+            elif child.type == "container":
+                yield from self._datasets_below(child.did)
+
+    # -- rules ----------------------------------------------------------------------------
+
+    def rules(self, did: DID | str) -> list[Rule]:
+        """Replication rules on a DID."""
+        d = as_did(did)
+        with self._calling(f"listing rules of {d}"):
+            return [_rule(r) for r in self.client.list_did_rules(d.scope, d.name)]
+
+    def rule(self, rule_id: str) -> Rule:
+        """One rule by id."""
+        with self._calling(f"looking up rule {rule_id}"):
+            return _rule(self.client.get_replication_rule(rule_id))
+
+    def add_rule(
+        self,
+        did: DID | str,
+        rse_expression: str,
+        *,
+        copies: int = 1,
+        lifetime: int | None = None,
+        activity: str | None = None,
+        comment: str | None = None,
+    ) -> tuple[Rule, bool]:
+        """Create a replication rule, or reuse an equivalent one.
+
+        An existing rule of the same account, DID, RSE expression and copies is reused
+        (its lifetime extended if the new one would outlive it) instead of duplicated.
+
+        Returns
+        -------
+        tuple
+            The rule and whether it was created (``False``: reused).
+
+        """
+        d = as_did(did)
+        if copies < 1:
+            raise errors.InvalidRequest("copies must be at least 1.")
+        if lifetime is not None and lifetime <= 0:
+            raise errors.InvalidRequest("lifetime must be a positive number of seconds.")
+        account = self.identity().account if self.config.account is None else self.config.account
+        for existing in self.rules(d):
+            if (
+                existing.account == account
+                and existing.rse_expression == rse_expression
+                and existing.copies == copies
+            ):
+                return self._extend_if_needed(existing, lifetime), False
+        with self._calling(f"creating a rule for {d} to {rse_expression}"):
+            ids = self.client.add_replication_rule(
+                [d.as_rucio()],
+                copies,
+                rse_expression,
+                lifetime=lifetime,
+                activity=activity,
+                comment=comment,
+            )
+        return self.rule(ids[0]), True
+
+    def _extend_if_needed(self, rule: Rule, lifetime: int | None) -> Rule:
+        if rule.expires_at is None:
+            return rule
+        if lifetime is None:
+            return self.extend_rule(rule.id, None)
+        wanted = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=lifetime)
+        if wanted > rule.expires_at:
+            return self.extend_rule(rule.id, lifetime)
+        return rule
+
+    def extend_rule(self, rule_id: str, lifetime: int | None) -> Rule:
+        """Set a rule's lifetime to ``lifetime`` seconds from now (``None``: forever)."""
+        with self._calling(f"extending rule {rule_id}"):
+            self.client.update_replication_rule(rule_id, {"lifetime": lifetime})
+        return self.rule(rule_id)
+
+    def delete_rule(self, rule_id: str) -> None:
+        """Delete a rule, the way Rucio does: softly.
+
+        The rule expires within the hour and is then removed by the judge-cleaner; its
+        replicas go once no other rule holds them. Until then, asking for an equivalent
+        rule (:meth:`add_rule`) brings it back.
+        """
+        with self._calling(f"deleting rule {rule_id}"):
+            self.client.delete_replication_rule(rule_id, purge_replicas=None)
+
+    def rule_progress(self, rule_id: str) -> RuleProgress:
+        """Files and bytes of a rule at its destination, from lock counts and summaries."""
+        rule = self.rule(rule_id)
+        did = DID(rule.scope, rule.name)
+        with self._calling(f"resolving {rule.rse_expression}"):
+            targets = {r["rse"] for r in self.client.list_rses(rule.rse_expression)}
+        replicas = [r for r in self.dataset_replicas(did) if r.rse in targets]
+        info = self.info(did)
+        bytes_total = info.bytes or 0
+        bytes_done = min(
+            bytes_total, sum(r.available_bytes for r in replicas) // max(1, rule.copies)
+        )
+        if rule.state == "OK":
+            bytes_done = bytes_total
+        return RuleProgress(
+            rule=rule,
+            files_done=rule.locks_ok,
+            files_total=rule.total_locks,
+            bytes_done=bytes_done,
+            bytes_total=bytes_total,
+            stuck_reason=rule.error if (rule.state == "STUCK" or rule.locks_stuck) else None,
+        )
+
+    def wait_for_rule(
+        self,
+        rule_id: str,
+        *,
+        timeout: float = 3600.0,
+        on_progress: Callable[[RuleProgress], None] | None = None,
+        first_interval: float = 1.0,
+        max_interval: float = 30.0,
+    ) -> RuleProgress:
+        """Poll a rule with backoff until it is OK or stuck, or ``timeout`` seconds pass.
+
+        The interval starts at ``first_interval`` and doubles when nothing changed, up to
+        ``max_interval``; it drops back when progress is seen.
+        """
+        deadline = time.monotonic() + timeout
+        interval = first_interval
+        last: tuple[int, int] | None = None
+        while True:
+            progress = self.rule_progress(rule_id)
+            if on_progress:
+                on_progress(progress)
+            if progress.state in ("available", "stuck"):
+                return progress
+            now = (progress.files_done, progress.bytes_done)
+            interval = first_interval if now != last else min(max_interval, interval * 2)
+            last = now
+            if time.monotonic() + interval > deadline:
+                return progress
+            time.sleep(interval)
+
+
+def _lower_type(value: Any) -> DIDType | None:
+    if value is None:
+        return None
+    text = str(getattr(value, "name", value)).lower()
+    return text if text in ("container", "dataset", "file") else None  # type: ignore[return-value]
+
+
+def _did_info(row: dict[str, Any]) -> DIDInfo:
+    return DIDInfo(
+        scope=str(row["scope"]),
+        name=str(row["name"]),
+        type=_lower_type(row.get("did_type") or row.get("type")),
+        bytes=row.get("bytes"),
+        length=row.get("length"),
+    )
+
+
+def _as_utc(value: Any) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value if isinstance(value, dt.datetime) else None
+
+
+def _rule(row: dict[str, Any]) -> Rule:
+    return Rule(
+        id=row["id"],
+        scope=str(row["scope"]),
+        name=row["name"],
+        account=str(row["account"]),
+        rse_expression=row["rse_expression"],
+        copies=int(row["copies"]),
+        state=str(getattr(row["state"], "name", row["state"])),
+        locks_ok=int(row.get("locks_ok_cnt") or 0),
+        locks_replicating=int(row.get("locks_replicating_cnt") or 0),
+        locks_stuck=int(row.get("locks_stuck_cnt") or 0),
+        expires_at=_as_utc(row.get("expires_at")),
+        created_at=_as_utc(row.get("created_at")),
+        comment=row.get("comments"),
+        activity=row.get("activity"),
+        error=row.get("error"),
+    )

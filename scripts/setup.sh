@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Set up everything ESCAPE Portal needs on a fresh Debian machine, idempotently:
+#   - system packages: memcached (the Rucio server caches through it)
+#   - .venv: a virtual environment with the package and pinned dependencies
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v memcached >/dev/null 2>&1 || [ -x /usr/bin/memcached ] || need_apt+=(memcached)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+    echo "error: please install: ${need_apt[*]} (Debian: apt-get install ${need_apt[*]})" >&2; exit 1
+  fi
+  echo "Installing system packages: ${need_apt[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "error: Python >= 3.11 is needed ($PYTHON is $("$PYTHON" --version 2>&1))" >&2; exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+  echo "Creating .venv" >&2
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.escape-portal-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements/constraints.txt -nt "$stamp" ]; then
+  echo "Installing Python packages into .venv (pinned by requirements/constraints.txt)" >&2
+  .venv/bin/python -m pip install -q --disable-pip-version-check \
+    -c requirements/constraints.txt -e '.[dev]'
+  touch "$stamp"
+fi

@@ -1,0 +1,58 @@
+"""Shared fixtures: the embedded lake, started once per test session and stopped after.
+
+The lake's data directory is ``$ESCAPE_PORTAL_TEST_LAKE_DIR`` or ``.cache/test-lake`` in
+the repository; it is kept between sessions, so only the first run pays for seeding the
+100,000-file dataset. Every process the fixture starts is stopped by process id at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from escape_portal.config import LakeConfig, embedded_instance
+from escape_portal.embedded.supervisor import EmbeddedLake
+from escape_portal.lake import Lake
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def lake_dir() -> Path:
+    return Path(
+        os.environ.get("ESCAPE_PORTAL_TEST_LAKE_DIR", ROOT / ".cache" / "test-lake")
+    ).resolve()
+
+
+@pytest.fixture(scope="session")
+def embedded_lake(lake_dir: Path) -> Iterator[EmbeddedLake]:
+    lake = EmbeddedLake(lake_dir)
+    already_running = lake.status().running
+    lake.up(progress=lambda message: print(f"[embedded lake] {message}"))
+    yield lake
+    if not already_running:
+        lake.down()
+
+
+@pytest.fixture(scope="session")
+def lake_config(embedded_lake: EmbeddedLake) -> LakeConfig:
+    config = embedded_instance({"ESCAPE_PORTAL_LAKE_DIR": str(embedded_lake.paths.root)})
+    assert config is not None
+    return config
+
+
+@pytest.fixture()
+def lake(lake_config: LakeConfig) -> Lake:
+    return Lake(lake_config)
+
+
+@pytest.fixture()
+def lake_env(embedded_lake: EmbeddedLake, tmp_path: Path) -> dict[str, str]:
+    """Environment for CLI subprocesses that selects the test lake and nothing else."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUCIO_", "ESCAPE_PORTAL_"))}
+    env["ESCAPE_PORTAL_LAKE_DIR"] = str(embedded_lake.paths.root)
+    env["ESCAPE_PORTAL_CONFIG"] = str(tmp_path / "no-instances.toml")
+    return env

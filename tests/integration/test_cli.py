@@ -1,0 +1,78 @@
+"""The escape-portal command against the embedded lake, as a user runs it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.lake
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "escape_portal.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_lake_status_and_idempotent_up(lake_env: dict[str, str], embedded_lake) -> None:  # type: ignore[no-untyped-def]
+    pids = {c.name: c.pid for c in embedded_lake.status().components}
+    up = run(lake_env, "lake", "up", "--data-dir", str(embedded_lake.paths.root), "--json")
+    assert up.returncode == 0, up.stderr
+    status = json.loads(up.stdout)
+    assert status["running"] is True
+    assert {c["name"]: c["pid"] for c in status["components"]} == pids  # nothing restarted
+    text = run(lake_env, "lake", "status", "--data-dir", str(embedded_lake.paths.root))
+    assert "Rucio 41.5.1" in text.stdout and "daemons" in text.stdout
+
+
+def test_ls_find_info_replicas(lake_env: dict[str, str]) -> None:
+    ls = run(lake_env, "ls", "--json")
+    assert "cta" in json.loads(ls.stdout)
+    page = json.loads(run(lake_env, "ls", "scale:files-100k", "--limit", "5", "--json").stdout)
+    assert len(page["files"]) == 5 and page["next_cursor"]
+    nxt = json.loads(
+        run(
+            lake_env,
+            "ls",
+            "scale:files-100k",
+            "--limit",
+            "5",
+            "--cursor",
+            page["next_cursor"],
+            "--json",
+        ).stdout
+    )
+    assert nxt["files"][0]["name"] == "files-100k.000005.dat"
+    found = run(lake_env, "find", "cta:*", "--type", "dataset", "--filter", "target=Crab")
+    assert (
+        found.returncode == 0 and "cta:crab-2024.dl3" in found.stdout and "2 found" in found.stdout
+    )
+    info = json.loads(run(lake_env, "info", "cta:crab-2024.dl3", "--json").stdout)
+    assert info["metadata"]["target"] == "Crab" and info["parents"] == ["cta:crab-2024"]
+    reps = run(lake_env, "replicas", "cta:crab-2024.dl3")
+    assert "DESY-DISK" in reps.stdout and "4/4" in reps.stdout
+
+
+def test_exit_codes_and_messages(lake_env: dict[str, str]) -> None:
+    bad = run(lake_env, "info", "nocolon")
+    assert bad.returncode == 2 and "error:" in bad.stderr and "scope:name" in bad.stderr
+    missing = run(lake_env, "info", "cta:nothing-here")
+    assert missing.returncode == 3 and "No such data identifier" in missing.stderr
+    env = dict(lake_env, ESCAPE_PORTAL_LAKE_DIR="/nonexistent/lake")
+    none = run(env, "ls")
+    assert none.returncode == 2 and "lake up" in none.stderr
+
+
+def test_make_available_wait_shows_progress(lake_env: dict[str, str]) -> None:
+    done = run(lake_env, "make-available", "cta:pks2155-2023.dl3", "--wait", "--timeout", "120")
+    assert done.returncode == 0, done.stderr
+    assert "CERN-DISK" in done.stderr and "available" in done.stdout
+    again = run(lake_env, "make-available", "cta:pks2155-2023.dl3", "--json")
+    result = json.loads(again.stdout)[0]
+    assert result["created"] is False and result["state"] == "available"

@@ -1,0 +1,21 @@
+import pytest
+
+from escape_portal.cli import human_bytes, parse_lifetime, table
+from escape_portal.errors import InvalidRequest
+
+
+def test_parse_lifetime() -> None:
+    assert parse_lifetime(None) is None
+    assert parse_lifetime("3600") == 3600
+    assert parse_lifetime("30m") == 1800
+    assert parse_lifetime("7d") == 7 * 86400
+    with pytest.raises(InvalidRequest, match="not a lifetime"):
+        parse_lifetime("soon")
+
+
+def test_human_bytes_and_table() -> None:
+    assert human_bytes(None) == "-"
+    assert human_bytes(512) == "512 B"
+    assert human_bytes(1536) == "1.5 KiB"
+    text = table([("a", 1), ("bbb", None)], ["name", "n"])
+    assert text.splitlines() == ["name  n", "----  -", "a     1", "bbb   -"]

@@ -1,0 +1,99 @@
+from pathlib import Path
+
+import pytest
+
+from escape_portal.config import (
+    LakeConfig,
+    instance_from_env,
+    instance_from_rucio_cfg,
+    instances_from_file,
+    load_instances,
+    select_instance,
+)
+from escape_portal.errors import InvalidRequest
+
+
+def test_env_as_jupyterhub_sets_it(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    env = {
+        "RUCIO_BASE_URL": "https://rucio.example.org",
+        "RUCIO_AUTH_URL": "https://auth.example.org",
+        "RUCIO_ACCOUNT": "alice",
+        "BEARER_TOKEN_FILE": str(token_file),
+        "ESCAPE_COMPUTE_SITE": "ignored-here",
+    }
+    config = instance_from_env(env)
+    assert config is not None
+    assert config.auth_type == "oidc"
+    assert config.token_file == str(token_file)
+    assert config.auth_host == "https://auth.example.org"
+    assert config.account == "alice"
+
+
+def test_env_token_is_kept_in_memory_and_hidden() -> None:
+    config = instance_from_env({"RUCIO_BASE_URL": "https://r.example", "RUCIO_ACCESS_TOKEN": "abc"})
+    assert config is not None and config.token == "abc"
+    assert "abc" not in repr(config)
+    assert "token" not in config.public()
+
+
+def test_file_refuses_plaintext_secrets(tmp_path: Path) -> None:
+    path = tmp_path / "instances.toml"
+    path.write_text('[instances.escape]\nrucio_host = "https://r.example"\npassword = "x"\n')
+    with pytest.raises(InvalidRequest, match="plain text"):
+        instances_from_file(path)
+
+
+def test_file_rejects_unknown_settings_and_bad_urls(tmp_path: Path) -> None:
+    path = tmp_path / "instances.toml"
+    path.write_text('[instances.escape]\nrucio_host = "https://r.example"\ncolour = "blue"\n')
+    with pytest.raises(InvalidRequest, match="colour"):
+        instances_from_file(path)
+    with pytest.raises(InvalidRequest, match="http"):
+        LakeConfig(name="x", rucio_host="rucio.example.org")
+
+
+def test_rucio_cfg_client_section(tmp_path: Path) -> None:
+    cfg = tmp_path / "rucio.cfg"
+    cfg.write_text(
+        "[client]\nrucio_host = https://r.example\nauth_host = https://a.example\n"
+        "auth_type = x509_proxy\nclient_x509_proxy = /tmp/x509up_u1000\naccount = bob\n"
+    )
+    config = instance_from_rucio_cfg(cfg, env={})
+    assert config is not None
+    assert (config.auth_type, config.x509_proxy, config.account) == (
+        "x509_proxy",
+        "/tmp/x509up_u1000",
+        "bob",
+    )
+
+
+def test_precedence_file_then_env_then_rucio_cfg(tmp_path: Path) -> None:
+    path = tmp_path / "instances.toml"
+    path.write_text('[instances.escape]\nrucio_host = "https://file.example"\n')
+    cfg = tmp_path / "rucio.cfg"
+    cfg.write_text("[client]\nrucio_host = https://cfg.example\n")
+    env = {
+        "ESCAPE_PORTAL_CONFIG": str(path),
+        "RUCIO_BASE_URL": "https://env.example",
+        "RUCIO_CONFIG": str(cfg),
+        "ESCAPE_PORTAL_LAKE_DIR": str(tmp_path / "no-lake"),
+        "RUCIO_PASSWORD": "from-env",
+    }
+    found = load_instances(env)
+    assert list(found) == ["escape", "env", "rucio-cfg"]
+    assert found["escape"].password == "from-env"
+    assert select_instance(None, env).name == "escape"
+    assert select_instance("rucio-cfg", env).rucio_host == "https://cfg.example"
+    with pytest.raises(InvalidRequest, match="No Rucio instance named"):
+        select_instance("nope", env)
+
+
+def test_nothing_configured_says_how_to_start(tmp_path: Path) -> None:
+    env = {
+        "ESCAPE_PORTAL_CONFIG": str(tmp_path / "none.toml"),
+        "ESCAPE_PORTAL_LAKE_DIR": str(tmp_path / "no-lake"),
+        "RUCIO_CONFIG": str(tmp_path / "none.cfg"),
+    }
+    with pytest.raises(InvalidRequest, match="lake up"):
+        select_instance(None, env)
