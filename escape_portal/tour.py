@@ -59,6 +59,6 @@ def run_tour(lake: Lake, dataset: DID = TOUR_DATASET) -> int:
     step("Open the files from the mounted storage")
     replicas = list(lake.file_replicas(f.did for f in lake.files(dataset)))
     for rep in replicas:
-        print(f"  {rep.scope}:{rep.name} -> {rep.pfns.get(target, '?')}")
+        print(f"  {rep.scope}:{rep.name} -> {rep.local_path(target) or rep.pfns.get(target)}")
     print("\nDone. In a notebook: from escape_portal.lake import Lake; lake = Lake.from_instance()")
     return 0

@@ -31,7 +31,11 @@ def lake_dir() -> Path:
 def embedded_lake(lake_dir: Path) -> Iterator[EmbeddedLake]:
     lake = EmbeddedLake(lake_dir)
     already_running = lake.status().running
-    lake.up(progress=lambda message: print(f"[embedded lake] {message}"))
+    try:
+        lake.up(progress=lambda message: print(f"[embedded lake] {message}"))
+    except BaseException:
+        lake.down()  # stop whatever part did start
+        raise
     yield lake
     if not already_running:
         lake.down()

@@ -77,7 +77,7 @@ def build_topology(paths: LakePaths) -> None:
                 issuer=ISSUER,
                 data={
                     "scheme": "file",
-                    "hostname": "",
+                    "hostname": "localhost",
                     "port": 0,
                     "prefix": str(folder) + "/",
                     "impl": "rucio.rse.protocols.posix.Default",
@@ -104,21 +104,25 @@ def build_topology(paths: LakePaths) -> None:
             "escape_mount": str(folder) if site.name == DEFAULT_COMPUTE_SITE else "",
             "lfn2pfn_algorithm": "hash",
         }
+        present = rse.list_rse_attributes(site.rse) if site.rse in existing else {}
         for key, value in attributes.items():
-            if value:
+            if value and str(present.get(key)) != value:
                 rse.add_rse_attribute(site.rse, key, value, issuer=ISSUER)
-        account_limit.set_local_account_limit(DEMO_ACCOUNT, site.rse, site.quota_bytes, ISSUER)
+        if site.rse not in existing:
+            account_limit.set_local_account_limit(DEMO_ACCOUNT, site.rse, site.quota_bytes, ISSUER)
 
+    known_scopes = set(scope.list_scopes())
+    for name in EXPERIMENT_SCOPES:
+        if name not in known_scopes:
+            scope.add_scope(name, DEMO_ACCOUNT, ISSUER)
+    if existing >= {site.rse for site in SITES}:
+        return  # distances were set when the storage elements were made
     for src in SITES:
         for dst in SITES:
             if src is dst:
                 continue
             with contextlib.suppress(Duplicate, RSENotFound):
                 rse.add_distance(src.rse, dst.rse, issuer=ISSUER, distance=rucio_distance(src, dst))
-
-    for name in EXPERIMENT_SCOPES:
-        with contextlib.suppress(Duplicate):
-            scope.add_scope(name, DEMO_ACCOUNT, ISSUER)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {}
     started = time.monotonic()
     report["schema_built"] = build_schema(paths)
+
     build_topology(paths)
     report["topology_s"] = round(time.monotonic() - started, 2)
     if "--seed" in args:

@@ -21,7 +21,7 @@ from typing import Any
 #: Seconds between loops of the daemons a researcher waits for.
 FAST = 1
 #: Seconds between loops of housekeeping daemons (expiry, repair, deletion).
-SLOW = 20
+SLOW = 10
 
 
 def _daemons() -> list[tuple[str, Callable[[], None], Callable[[], None]]]:

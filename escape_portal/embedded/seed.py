@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 
@@ -296,7 +297,7 @@ def _write(paths: LakePaths, rse: str, scope: str, files: list[SampleFile]) -> N
     root = paths.rse_dir(rse)
     for f in files:
         pfn = pfns[f"{scope}:{f.name}"]
-        target = Path(pfn.removeprefix("file://"))
+        target = Path(urlparse(pfn).path)
         if not target.is_relative_to(root):
             raise RuntimeError(f"{pfn} is outside storage element folder {root}")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -374,6 +375,20 @@ def _register_dataset(
     # linear, where evaluating it chunk by chunk as files are attached is quadratic.
     _ensure_home_rule(scope, dataset, rse)
     return added
+
+
+def _update_dataset_summaries() -> None:
+    """Bring the dataset replica summaries up to date now, as Rucio's abacus daemon would."""
+    from rucio.core.replica import (
+        get_cleaned_updated_collection_replicas,
+        update_collection_replica,
+    )
+
+    while pending := get_cleaned_updated_collection_replicas(
+        total_workers=0, worker_number=0, limit=1000
+    ):
+        for request in pending:
+            update_collection_replica(request)
 
 
 def _ensure_home_rule(scope: str, dataset: str, rse: str) -> None:
@@ -454,6 +469,7 @@ def seed(paths: LakePaths) -> dict[str, Any]:
         report[f"scale_{name}_files"] = added
         report[f"scale_{name}_s"] = round(time.monotonic() - t0, 2)
     _ensure_container("scale", "scale-all", list(SCALE_DATASETS), {"obs_collection": "scale"})
+    _update_dataset_summaries()
     report["total_s"] = round(time.monotonic() - started, 2)
     paths.seed_marker.write_text(json.dumps(report))
     return report

@@ -35,6 +35,8 @@ from escape_portal.embedded.layout import (
 from escape_portal.embedded.sites import DEFAULT_COMPUTE_SITE, site_by_name
 
 COMPONENTS = ("memcached", "server", "daemons")
+# The processes this Python process started, so that they are reaped when stopped.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 SERVER_START_TIMEOUT = 90.0
 
 
@@ -209,6 +211,7 @@ class EmbeddedLake:
             start_new_session=True,
         )
         log.close()
+        _CHILDREN[process.pid] = process
         self._pid_file(component).write_text(str(process.pid))
         return process.pid
 
@@ -317,8 +320,8 @@ class EmbeddedLake:
         url = f"http://127.0.0.1:{server_port}"
         progress("starting memcached")
         self._start_memcached(memcached_port)
-        first_start = not self.paths.db.exists() and self.database_url is None
-        if not first_start:  # the catalogue exists: build-check it while the server starts
+        first_start = not self.paths.seed_marker.exists()
+        if not first_start:  # the catalogue exists: check it while the server starts
             progress("starting the Rucio server")
             self._start_server(server_port)
         if not _alive(self._pid("daemons")):
@@ -368,6 +371,9 @@ class EmbeddedLake:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(pid, signal.SIGKILL)
                 stopped.append(component)
+            if pid in _CHILDREN:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    _CHILDREN.pop(pid).wait(timeout=5)
             self._pid_file(component).unlink(missing_ok=True)
         self.paths.state_file.unlink(missing_ok=True)
         return stopped

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from rucio.db.sqla.constants import RequestState
 from rucio.transfertool.transfertool import (
@@ -48,9 +49,10 @@ def transfer_dir() -> Path:
 
 
 def _path_of(url: str) -> Path:
-    if not url.startswith("file://"):
-        raise ValueError(f"the POSIX transfertool copies file:// URLs only, got {url}")
-    return Path(url.removeprefix("file://"))
+    parsed = urlparse(url)
+    if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
+        raise ValueError(f"the POSIX transfertool copies local file:// URLs only, got {url}")
+    return Path(parsed.path)
 
 
 class PosixTransferStatusReport(TransferStatusReport):  # type: ignore[misc]

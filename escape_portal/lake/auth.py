@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,9 @@ class TokenSource:
         return token
 
 
+_LOCKED_RETRIES = 6
+
+
 class PortalClient(Client):  # type: ignore[misc]
     """Rucio's client with tokens kept in memory, never in ``/tmp`` files.
 
@@ -89,6 +93,24 @@ class PortalClient(Client):  # type: ignore[misc]
         self._token_source = token_source
         self._memory_token: str | None = None
         super().__init__(**kwargs)
+
+    def _send_request(self, url: str, method: Any, *args: Any, **kwargs: Any) -> Any:
+        """Rucio's request, retried while a SQLite-backed server answers "database is locked".
+
+        Rucio on SQLite (the embedded lake) fails a transaction at once, rolled back, when
+        a concurrent writer committed first; the request is safe to send again.
+        """
+        for attempt in range(_LOCKED_RETRIES + 1):
+            result = super()._send_request(url, method, *args, **kwargs)
+            if (
+                attempt == _LOCKED_RETRIES
+                or result is None
+                or result.status_code != 500
+                or "database is locked" not in result.text
+            ):
+                return result
+            time.sleep(0.05 * 2**attempt)
+        return result
 
     def _BaseClient__read_token(self) -> bool:  # noqa: N802 - overrides a mangled name
         token = self._token_source.read() if self._token_source else self._memory_token

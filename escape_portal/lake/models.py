@@ -8,7 +8,9 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
+from urllib.parse import urlparse
 
 from escape_portal.errors import InvalidDID, InvalidRequest
 
@@ -128,6 +130,16 @@ class FileReplicas(Record):
     adler32: str | None
     states: dict[str, str]
     pfns: dict[str, str] = field(default_factory=dict)
+
+    def local_path(self, rse: str) -> Path | None:
+        """The file's path on this machine at ``rse``, if that replica is a local file."""
+        pfn = self.pfns.get(rse)
+        if not pfn:
+            return None
+        parsed = urlparse(pfn)
+        if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
+            return None
+        return Path(parsed.path)
 
 
 @dataclass(frozen=True)

@@ -104,4 +104,5 @@ def test_per_file_replicas_for_shown_rows(lake: Lake) -> None:
     assert len(replicas) == 2
     for rep in replicas:
         assert rep.states.get("CERN-DISK") == "AVAILABLE"
-        assert rep.pfns["CERN-DISK"].startswith("file://")
+        path = rep.local_path("CERN-DISK")
+        assert path is not None and path.is_file()

@@ -31,7 +31,8 @@ def test_rule_copies_bytes_and_reaches_ok(lake: Lake, embedded_lake: EmbeddedLak
     replicas = list(lake.file_replicas(f.did for f in files.values()))
     for rep in replicas:
         assert rep.states["CERN-DISK"] == "AVAILABLE"
-        path = Path(rep.pfns["CERN-DISK"].removeprefix("file://"))
+        path = rep.local_path("CERN-DISK")
+        assert path is not None
         assert path.is_relative_to(embedded_lake.mount_path)
         assert _adler(path) == files[rep.name].adler32  # the bytes really arrived
 
@@ -62,8 +63,8 @@ def test_corrupted_source_ends_stuck_with_the_reason(
     client.add_replicas(
         "PIC-DISK", [{"scope": scope, "name": name, "bytes": len(good), "adler32": adler}]
     )
-    pfn = next(iter(lake.file_replicas([DID(scope, name)]))).pfns["PIC-DISK"]
-    path = Path(pfn.removeprefix("file://"))
+    path = next(iter(lake.file_replicas([DID(scope, name)]))).local_path("PIC-DISK")
+    assert path is not None
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"THE CORRUPTED bytes of the file\n")  # same size, other content
     rule, _ = lake.add_rule(DID(scope, name), "CERN-DISK", lifetime=600)
@@ -73,3 +74,27 @@ def test_corrupted_source_ends_stuck_with_the_reason(
     assert reps.states.get("CERN-DISK") != "AVAILABLE"
     assert not list(embedded_lake.mount_path.rglob(name)), "no corrupted copy may appear"
     assert progress.stuck_reason and "checksum mismatch" in progress.stuck_reason
+
+
+def test_expired_rule_is_cleaned_and_its_replicas_deleted(
+    lake: Lake, embedded_lake: EmbeddedLake
+) -> None:
+    """Lifetimes end: the judge-cleaner removes the rule, the reaper the bytes."""
+    did = DID("ska", "sdc2.continuum")  # home: CERN-DISK
+    rule, _ = lake.add_rule(did, "LAPP-DISK", lifetime=3600)
+    assert lake.wait_for_rule(rule.id, timeout=120).state == "available"
+    lapp = embedded_lake.paths.rse_dir("LAPP-DISK")
+    names = [f.name for f in lake.files(did)]
+    assert all(list(lapp.rglob(n)) for n in names)
+    lake.extend_rule(rule.id, 1)  # now it expires in a second
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        gone = not any(list(lapp.rglob(n)) for n in names)
+        if gone and all(r.id != rule.id for r in lake.rules(did)):
+            break
+        time.sleep(2)
+    else:
+        pytest.fail("the expired rule's replicas were not deleted within 150 s")
+    states = {r.name: r.states for r in lake.file_replicas(DID(did.scope, n) for n in names)}
+    assert all("LAPP-DISK" not in s for s in states.values())
+    assert all(s.get("CERN-DISK") == "AVAILABLE" for s in states.values())
