@@ -9,6 +9,7 @@ Readable tables by default, ``--json`` for scripts. Exit codes: 0 success, 1 lak
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import sys
@@ -183,7 +184,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
             )
             return 0
         else:
-            items = list(itertools_limit(lake.contents(did), args.limit))
+            items = list(itertools.islice(lake.contents(did), args.limit))
     _emit(
         args,
         [i.to_dict() for i in items],
@@ -195,13 +196,6 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
-def itertools_limit(items: Iterable[Any], limit: int) -> list[Any]:
-    """The first ``limit`` items."""
-    import itertools
-
-    return list(itertools.islice(items, limit))
-
-
 def cmd_find(args: argparse.Namespace) -> int:
     """Search by name pattern, type and metadata filters."""
     scope, _, pattern = (
@@ -209,7 +203,11 @@ def cmd_find(args: argparse.Namespace) -> int:
     )
     if not scope:
         raise InvalidRequest("No scope given.", "Write scope:pattern or pass --scope.")
-    found = list(lake_find(_lake(args), scope, pattern or "*", args.type, args.filter, args.limit))
+    found = list(
+        _lake(args).dids(
+            scope, pattern or "*", type=args.type, filters=args.filter or None, limit=args.limit
+        )
+    )
     _emit(
         args,
         [f.to_dict() for f in found],
@@ -222,13 +220,6 @@ def cmd_find(args: argparse.Namespace) -> int:
         ),
     )
     return 0
-
-
-def lake_find(
-    lake: Lake, scope: str, pattern: str, type_: str, filters: list[str], limit: int
-) -> Any:
-    """The search behind ``find``."""
-    return lake.dids(scope, pattern, type=type_, filters=filters or None, limit=limit)
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -154,6 +154,7 @@ class Lake:
         self._client: PortalClient | None = None
         self._rse_sites: dict[str, str | None] | None = None
         self._scopes: set[str] | None = None
+        self._expressions: dict[str, frozenset[str]] = {}
 
     @classmethod
     def from_instance(cls, name: str | None = None) -> Lake:
@@ -522,15 +523,23 @@ class Lake:
         with self._calling(f"deleting rule {rule_id}"):
             self.client.delete_replication_rule(rule_id, purge_replicas=None)
 
+    def resolve_rses(self, rse_expression: str) -> frozenset[str]:
+        """Storage elements an RSE expression selects (cached per lake object)."""
+        if rse_expression not in self._expressions:
+            with self._calling(f"resolving {rse_expression}"):
+                self._expressions[rse_expression] = frozenset(
+                    r["rse"] for r in self.client.list_rses(rse_expression)
+                )
+        return self._expressions[rse_expression]
+
     def rule_progress(self, rule_id: str) -> RuleProgress:
         """Files and bytes of a rule at its destination, from lock counts and summaries."""
         rule = self.rule(rule_id)
         did = DID(rule.scope, rule.name)
-        with self._calling(f"resolving {rule.rse_expression}"):
-            targets = {r["rse"] for r in self.client.list_rses(rule.rse_expression)}
-        replicas = [r for r in self.dataset_replicas(did) if r.rse in targets]
-        info = self.info(did)
-        bytes_total = info.bytes or 0
+        targets = self.resolve_rses(rule.rse_expression)
+        summary = self.dataset_replicas(did)
+        replicas = [r for r in summary if r.rse in targets]
+        bytes_total = summary[0].total_bytes if summary else (self.info(did).bytes or 0)
         bytes_done = min(
             bytes_total, sum(r.available_bytes for r in replicas) // max(1, rule.copies)
         )

@@ -20,6 +20,7 @@ from escape_portal.lake import (
     Lake,
     LakeUnavailable,
     NotFound,
+    QuotaExceeded,
     TokenExpired,
 )
 from tests.unit.test_auth import _jwt
@@ -151,3 +152,15 @@ def test_no_token_is_written_to_disk(lake_config: LakeConfig) -> None:
     after = set(token_dir.glob("*")) if token_dir.exists() else set()
     assert after == before, f"Rucio token files appeared: {after - before}"
     assert lake.client.auth_token  # authenticated, in memory
+
+
+def test_quota_exceeded_is_reported(lake: Lake) -> None:
+    client = lake.client
+    account = lake.identity().account
+    client.set_local_account_limit(account, "DESY-DISK", 1)  # one byte
+    try:
+        with pytest.raises(QuotaExceeded, match="quota") as err:
+            lake.add_rule("lofar:lotss-dr2.hetdex", "DESY-DISK", lifetime=600)
+        assert "Free space" in err.value.hint
+    finally:
+        client.set_local_account_limit(account, "DESY-DISK", 50 * 2**30)
