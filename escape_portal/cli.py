@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -18,7 +19,7 @@ from typing import Any
 
 from escape_portal import __version__
 from escape_portal.errors import InvalidRequest
-from escape_portal.lake import DID, Lake, LakeError, RuleProgress
+from escape_portal.lake import DID, Lake, LakeError, Rule, RuleProgress
 
 EXIT_NOT_AVAILABLE = 8
 EXIT_EMBEDDED = 7
@@ -293,6 +294,58 @@ def cmd_replicas(args: argparse.Namespace) -> int:
     return 0
 
 
+def _near_compute(lake: Lake, args: argparse.Namespace) -> tuple[Any, str | None]:
+    from escape_portal.topology import detect_compute_site, load_topology
+
+    site = detect_compute_site(getattr(args, "site", None) or lake.config.compute_site)
+    topology = load_topology(
+        lake,
+        compute_site=site,
+        cric=lake.config.cric_feed,
+        perfsonar=lake.config.network_feed,
+    )
+    return topology, site
+
+
+def cmd_where(args: argparse.Namespace) -> int:
+    """Where a DID is, how far from the compute, and what make-available would do."""
+    from escape_portal.placement import plan
+
+    lake = _lake(args)
+    topology, site = _near_compute(lake, args)
+    placement = plan(lake, topology, DID.parse(args.did), site)
+
+    def text() -> str:
+        lines = [placement.summary, ""]
+        if placement.sources:
+            lines.append("Replicas (best source first):")
+            lines.append(
+                table(
+                    [
+                        (c.rse, c.site, "yes" if c.eligible else "no", "; ".join(c.reasons))
+                        for c in placement.sources
+                    ],
+                    ["storage", "site", "usable", "why"],
+                )
+            )
+        if placement.destinations:
+            lines += ["", f"Destinations near {site} (chosen first):"]
+            lines.append(
+                table(
+                    [
+                        (c.rse, c.site, "yes" if c.eligible else "no", "; ".join(c.reasons))
+                        for c in placement.destinations
+                    ],
+                    ["storage", "site", "usable", "why"],
+                )
+            )
+        lines += [f"warning: {w}" for w in placement.warnings]
+        return "\n".join(lines)
+
+    _emit(args, placement.to_dict(), text)
+    return 0
+
+
 def _progress_bar(total: int, desc: str) -> Any:
     from tqdm import tqdm
 
@@ -302,23 +355,42 @@ def _progress_bar(total: int, desc: str) -> Any:
 
 
 def cmd_make_available(args: argparse.Namespace) -> int:
-    """Create or reuse the rule that brings DIDs to storage near compute."""
+    """Create or reuse the rules that bring DIDs to storage near compute."""
+    from escape_portal.placement import make_available
+
     lake = _lake(args)
-    rse = args.rse or lake.config.mounted_rse
-    if not rse:
-        raise InvalidRequest(
-            "No storage element near your compute is configured.",
-            "Pass --rse, or set mounted_rse for your instance (ESCAPE_MOUNTED_RSE).",
-        )
     lifetime = parse_lifetime(args.lifetime)
-    results = []
+    dids = [DID.parse(text) for text in args.dids]
+    requests: list[tuple[DID, Rule | None, bool]]
+    if args.rse:
+        requests = [
+            (did, *lake.add_rule(did, args.rse, lifetime=lifetime, comment=args.comment))
+            for did in dids
+        ]
+    else:
+        topology, site = _near_compute(lake, args)
+        requests = [
+            (r.placement.did, r.rule, r.created)
+            for r in make_available(
+                lake, topology, dids, site, lifetime=lifetime, comment=args.comment
+            )
+        ]
+    results: list[dict[str, Any]] = []
     worst = 0
-    for text in args.dids:
-        did = DID.parse(text)
-        rule, created = lake.add_rule(did, rse, lifetime=lifetime, comment=args.comment)
+    for did, rule, created in requests:
+        if rule is None:
+            if not args.json:
+                print(
+                    f"{did}: already readable from your compute; nothing to copy.", file=sys.stderr
+                )
+            results.append({"did": str(did), "created": False, "state": "available", "rule": None})
+            continue
         if not args.json:
             verb = "created" if created else "reused"
-            print(f"{did}: rule {rule.id} {verb} -> {rse} ({rule.state})", file=sys.stderr)
+            print(
+                f"{did}: rule {rule.id} {verb} -> {rule.rse_expression} ({rule.state})",
+                file=sys.stderr,
+            )
         progress = lake.rule_progress(rule.id)
         if args.wait:
             progress = _wait(lake, rule.id, str(did), args.timeout, quiet=args.json)
@@ -335,7 +407,12 @@ def cmd_make_available(args: argparse.Namespace) -> int:
         results,
         lambda: table(
             [
-                (r["did"], r["rule"]["id"], r["state"], f"{r['files_done']}/{r['files_total']}")
+                (
+                    r["did"],
+                    r["rule"]["id"] if r["rule"] else "-",
+                    r["state"],
+                    f"{r.get('files_done', '-')}/{r.get('files_total', '-')}",
+                )
                 for r in results
             ],
             ["did", "rule", "state", "files"],
@@ -486,12 +563,20 @@ def build_parser() -> argparse.ArgumentParser:
         "make-available", parents=[common], help="replicate DIDs to the storage near your compute"
     )
     mk.add_argument("dids", nargs="+", metavar="DID")
-    mk.add_argument("--rse", help="destination storage element (default: the mounted one)")
+    mk.add_argument("--rse", help="destination storage element (default: chosen near compute)")
+    mk.add_argument("--site", help="compute site (default: configured or detected)")
     mk.add_argument("--lifetime", default="7d", help="how long to keep it (default 7d)")
     mk.add_argument("--comment", default="escape-portal make-available")
     mk.add_argument("--wait", action="store_true", help="show progress until available")
     mk.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait at most")
     mk.set_defaults(func=cmd_make_available)
+
+    where = sub.add_parser(
+        "where", parents=[common], help="where a DID is, and what make-available would do"
+    )
+    where.add_argument("did")
+    where.add_argument("--site", help="compute site (default: configured or detected)")
+    where.set_defaults(func=cmd_where)
 
     rules = sub.add_parser("rules", parents=[common], help="rules of a DID; delete/extend")
     rules.add_argument("did", nargs="?")
@@ -525,6 +610,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. piped into head: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

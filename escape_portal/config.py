@@ -81,6 +81,8 @@ class LakeConfig:
     compute_site: str | None = None
     mounted_rse: str | None = None
     mount_path: str | None = None
+    cric_feed: str | None = None
+    network_feed: str | None = None
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -198,6 +200,11 @@ def instance_from_env(env: Mapping[str, str] | None = None) -> LakeConfig | None
         x509_proxy=env.get("X509_USER_PROXY"),
         ca_cert=env.get("RUCIO_CA_CERT"),
         timeout=float(env.get("RUCIO_TIMEOUT", DEFAULT_TIMEOUT)),
+        compute_site=env.get("ESCAPE_COMPUTE_SITE"),
+        mounted_rse=env.get("ESCAPE_MOUNTED_RSE"),
+        mount_path=env.get("ESCAPE_MOUNT_PATH"),
+        cric_feed=env.get("ESCAPE_CRIC_FEED"),
+        network_feed=env.get("ESCAPE_NETWORK_FEED"),
         source="environment",
     )
     return _env_secrets(config, env)
@@ -268,6 +275,8 @@ def embedded_instance(env: Mapping[str, str] | None = None) -> LakeConfig | None
         compute_site=state.get("compute_site"),
         mounted_rse=state.get("mounted_rse"),
         mount_path=state.get("mount_path"),
+        cric_feed=state.get("cric_feed"),
+        network_feed=state.get("perfsonar_feed"),
         source=str(state["data_dir"]),
     )
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import requests
 
+from escape_portal.embedded.feeds import write_feeds
 from escape_portal.embedded.layout import (
     LakePaths,
     default_data_dir,
@@ -337,8 +338,11 @@ class EmbeddedLake:
         if not _alive(self._pid("daemons")):
             progress("starting Rucio's daemons")
             self._spawn("daemons", [sys.executable, "-m", "escape_portal.embedded.daemons"])
+        cric, perfsonar = write_feeds(self.paths, self.compute_site)
         state = {
             "data_dir": str(self.paths.root),
+            "cric_feed": str(cric),
+            "perfsonar_feed": str(perfsonar),
             "rucio_host": url,
             "server_port": server_port,
             "memcached_port": memcached_port,
