@@ -441,6 +441,31 @@ def _wait(lake: Lake, rule_id: str, label: str, timeout: float, *, quiet: bool) 
             bar.close()
 
 
+def cmd_open(args: argparse.Namespace) -> int:
+    """Local paths to read a DID's files from here (downloading into the cache if needed)."""
+    from escape_portal.access import Access
+
+    access = Access(_lake(args))
+    located = access.locate(DID.parse(args.did))
+    missing = sum(item.file.bytes for item in located if item.path is None)
+    if args.no_download and missing:
+        raise InvalidRequest(
+            f"{missing} bytes of {args.did} would have to be downloaded.",
+            "Drop --no-download, or make the data available near compute first.",
+        )
+    bar = _progress_bar(missing, "download") if missing and not args.json else None
+    try:
+        paths = access.paths(args.did, on_bytes=bar.update if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    rows = [
+        {**item.to_dict(), "path": str(path)} for item, path in zip(located, paths, strict=True)
+    ]
+    _emit(args, rows, lambda: "\n".join(str(p) for p in paths))
+    return 0
+
+
 def cmd_rules(args: argparse.Namespace) -> int:
     """Rules of a DID; delete or extend one."""
     lake = _lake(args)
@@ -584,6 +609,15 @@ def build_parser() -> argparse.ArgumentParser:
     rules.add_argument("--extend", metavar="RULE_ID")
     rules.add_argument("--lifetime", help="with --extend: new lifetime from now")
     rules.set_defaults(func=cmd_rules)
+
+    op = sub.add_parser(
+        "open",
+        parents=[common],
+        help="local paths of a DID's files (mounted, cached, or downloaded and verified)",
+    )
+    op.add_argument("did")
+    op.add_argument("--no-download", action="store_true", help="fail rather than download")
+    op.set_defaults(func=cmd_open)
 
     sub.add_parser("rses", parents=[common], help="storage elements and sites").set_defaults(
         func=cmd_rses

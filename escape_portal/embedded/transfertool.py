@@ -31,7 +31,7 @@ from rucio.transfertool.transfertool import (
     TransferToolBuilder,
 )
 
-from escape_portal.embedded.copy import copy_verified
+from escape_portal.integrity import copy_verified
 
 EXTERNAL_NAME = "posix"
 _WORKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="posix-transfer")

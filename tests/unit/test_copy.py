@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from escape_portal.embedded.copy import copy_verified
+from escape_portal.integrity import copy_verified
 
 
 def _adler(data: bytes) -> str:

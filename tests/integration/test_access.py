@@ -1,0 +1,103 @@
+"""Opening lake files: mounted path, verified cache downloads, astropy readers."""
+
+import contextlib
+import os
+from pathlib import Path
+
+import pytest
+
+from escape_portal.access import Access, Cache, NotAvailableHere
+from escape_portal.embedded.supervisor import EmbeddedLake
+from escape_portal.errors import LakeError
+from escape_portal.integrity import adler32_of
+from escape_portal.lake import DID, Lake
+
+pytestmark = pytest.mark.lake
+
+
+@pytest.fixture()
+def access(lake: Lake, tmp_path: Path) -> Access:
+    return Access(lake, Cache(tmp_path / "cache", limit_bytes=10 * 2**20))
+
+
+def test_mounted_replica_is_read_in_place(access: Access, embedded_lake: EmbeddedLake) -> None:
+    located = access.locate("ska:sdc2.continuum")
+    assert {item.way for item in located} == {"mounted"}
+    paths = access.paths("ska:sdc2.continuum")
+    assert all(p.is_relative_to(embedded_lake.mount_path) for p in paths)
+    assert access.cache.usage() == (0, 0)
+
+
+def test_download_is_verified_cached_and_reused(access: Access, lake: Lake) -> None:
+    did = DID("cta", "crab-2024.sky.0001.fits")  # home: LAPP-DISK, not mounted
+    [item] = access.locate(did)
+    assert item.way in ("download", "mounted")
+    if item.way == "mounted":
+        pytest.skip("an earlier test already brought it to the mounted storage")
+    path = access.path(did)
+    assert path.is_relative_to(access.cache.root)
+    assert adler32_of(path) == next(iter(lake.files(did))).adler32
+    mtime = path.stat().st_mtime_ns
+    assert access.locate(did)[0].way == "cache"
+    assert access.path(did) == path and path.stat().st_mtime_ns >= mtime
+    with access.fits(did) as hdul:
+        assert hdul[0].header["CTYPE1"] == "RA---TAN" and hdul[0].data.shape == (128, 128)
+
+
+def test_corrupt_source_leaves_nothing_that_looks_complete(access: Access, lake: Lake) -> None:
+    did = DID("km3net", "arca21-2023.events.0002.fits")
+    reps = next(iter(lake.file_replicas([did])))
+    sources = [p for p in (reps.local_path(rse) for rse in reps.states) if p and p.is_file()]
+    originals = {p: p.read_bytes() for p in sources}
+    try:
+        for path, data in originals.items():
+            path.write_bytes(data[:-10] + b"0123456789")  # same size, wrong bytes
+        if access.locate(did)[0].way != "download":
+            pytest.skip("already on the mounted storage, brought by an earlier test")
+        with pytest.raises(LakeError, match="checksum mismatch") as err:
+            access.path(did)
+        assert "Nothing incomplete was kept" in err.value.hint
+        assert not [p for p in access.cache.root.rglob("*") if p.is_file()]
+    finally:
+        for path, data in originals.items():
+            path.write_bytes(data)
+    table = access.table(did, hdu="EVENTS")
+    assert len(table) == 2000 and "ENERGY" in table.colnames
+
+
+def test_half_written_copy_is_never_served(access: Access, lake: Lake) -> None:
+    did = DID("cta", "pks2155-2023.dl3.0001.fits")
+    [file] = list(lake.files(did))
+    final = access.cache.path_for(file)
+    final.parent.mkdir(parents=True)
+    (final.parent / f".{final.name}.deadbeef.part").write_bytes(b"half")
+    final.write_bytes(b"truncated")  # wrong size: not complete
+    assert access.cache.get(file) is None
+    assert access.cache.usage()[0] == 1  # the .part file is not counted
+
+
+def test_cache_is_bounded_least_recently_used_first(tmp_path: Path) -> None:
+    cache = Cache(tmp_path, limit_bytes=100)
+    old, new = tmp_path / "s" / "old", tmp_path / "s" / "new"
+    old.parent.mkdir()
+    old.write_bytes(b"x" * 60)
+    new.write_bytes(b"y" * 30)
+    os.utime(old, (1, 1))
+    assert cache.make_room(40) == 60 and not old.exists() and new.exists()
+    with pytest.raises(LakeError, match="larger than the download cache"):
+        cache.make_room(101)
+
+
+def test_not_readable_here_says_make_available(access: Access, lake: Lake) -> None:
+    client = lake.client
+    name = "remote-only.dat"
+    from rucio.common.exception import Duplicate, FileReplicaAlreadyExists
+
+    with contextlib.suppress(Duplicate, FileReplicaAlreadyExists):  # an earlier run made it
+        client.add_replicas(
+            "DESY-DISK",
+            [{"scope": "user.escape", "name": name, "bytes": 4, "adler32": "0275010b"}],
+        )
+    # Registered, but no bytes anywhere on this machine: nothing can read it.
+    with pytest.raises(NotAvailableHere, match="make-available"):
+        access.path(f"user.escape:{name}")
