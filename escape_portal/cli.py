@@ -422,20 +422,26 @@ def cmd_make_available(args: argparse.Namespace) -> int:
 
 
 def _wait(lake: Lake, rule_id: str, label: str, timeout: float, *, quiet: bool) -> RuleProgress:
+    from escape_portal.events import ProgressEvent, wait_for
+
     bar = None
 
-    def show(progress: RuleProgress) -> None:
+    def show(event: ProgressEvent) -> None:
         nonlocal bar
         if quiet:
             return
+        progress = event.progress
         if bar is None:
             bar = _progress_bar(progress.bytes_total, label)
         bar.n = progress.bytes_done
-        bar.set_postfix_str(f"{progress.files_done}/{progress.files_total} files, {progress.state}")
+        eta = f", about {event.eta_seconds:.0f} s left" if event.eta_seconds else ""
+        bar.set_postfix_str(
+            f"{progress.files_done}/{progress.files_total} files, {event.state}{eta}"
+        )
         bar.refresh()
 
     try:
-        return lake.wait_for_rule(rule_id, timeout=timeout, on_progress=show)
+        return wait_for(lake, rule_id, timeout=timeout, on_progress=show)
     finally:
         if bar is not None:
             bar.close()

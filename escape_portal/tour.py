@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from escape_portal.events import wait_for
 from escape_portal.lake import DID, Lake
 
 TOUR_DATASET = DID("cta", "crab-2024.dl3")
@@ -45,12 +46,13 @@ def run_tour(lake: Lake, dataset: DID = TOUR_DATASET) -> int:
     step(f"Make it available near compute  (escape-portal make-available {dataset} --wait)")
     rule, created = lake.add_rule(dataset, target, lifetime=86400, comment="escape-portal tour")
     print(f"rule {rule.id} {'created' if created else 'reused'} -> {target}")
-    progress = lake.wait_for_rule(
+    progress = wait_for(
+        lake,
         rule.id,
         timeout=300,
-        on_progress=lambda p: print(
-            f"  {p.state:12} {p.files_done}/{p.files_total} files, "
-            f"{human_bytes(p.bytes_done)} of {human_bytes(p.bytes_total)}"
+        on_progress=lambda e: print(
+            f"  {e.state:12} {e.progress.files_done}/{e.progress.files_total} files, "
+            f"{human_bytes(e.progress.bytes_done)} of {human_bytes(e.progress.bytes_total)}"
         ),
     )
     if progress.state != "available":

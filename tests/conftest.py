@@ -15,7 +15,7 @@ import pytest
 
 from escape_portal.config import LakeConfig, embedded_instance
 from escape_portal.embedded.supervisor import EmbeddedLake
-from escape_portal.lake import Lake
+from escape_portal.lake import DID, Lake
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,3 +60,53 @@ def lake_env(embedded_lake: EmbeddedLake, tmp_path: Path) -> dict[str, str]:
     env["ESCAPE_PORTAL_LAKE_DIR"] = str(embedded_lake.paths.root)
     env["ESCAPE_PORTAL_CONFIG"] = str(tmp_path / "no-instances.toml")
     return env
+
+
+@pytest.fixture()
+def fresh_dataset(lake: Lake) -> DID:
+    """A new dataset of three small FITS files at PIC-DISK only, real bytes, true checksums.
+
+    Tests that move data use it, so that they move something on every run even though
+    the test lake is kept between sessions.
+    """
+    import io
+    import time
+    import zlib
+
+    import numpy as np
+    from astropy.io import fits
+
+    client = lake.client
+    stamp = f"{int(time.time() * 1000)}"
+    dataset = DID("user.escape", f"fresh-{stamp}")
+    files = []
+    for i in range(3):
+        buffer = io.BytesIO()
+        hdu = fits.PrimaryHDU(np.full((16, 16), i, dtype=np.float32))
+        hdu.header["OBJECT"] = f"fresh {i}"
+        hdu.writeto(buffer)
+        data = buffer.getvalue()
+        files.append((f"fresh-{stamp}.{i}.fits", data))
+    client.add_dataset(dataset.scope, dataset.name)
+    client.attach_dids(
+        dataset.scope,
+        dataset.name,
+        [
+            {
+                "scope": dataset.scope,
+                "name": name,
+                "bytes": len(data),
+                "adler32": f"{zlib.adler32(data) & 0xFFFFFFFF:08x}",
+            }
+            for name, data in files
+        ],
+        rse="PIC-DISK",
+    )
+    client.add_replication_rule([dataset.as_rucio()], 1, "PIC-DISK")  # as an upload makes
+    by_name = dict(files)
+    for rep in lake.file_replicas(DID(dataset.scope, name) for name, _ in files):
+        path = rep.local_path("PIC-DISK")
+        assert path is not None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(by_name[rep.name])
+    return dataset

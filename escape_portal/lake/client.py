@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import itertools
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -41,6 +40,9 @@ from escape_portal.lake.models import (
 T = TypeVar("T")
 _TYPES = ("all", "collection", "container", "dataset", "file")
 _BULK = 100
+#: Datasets up to this many files are summarised from per-file replicas when Rucio keeps
+#: no summary for them (no rule yet).
+SMALL_DATASET = 1000
 
 
 @dataclass(frozen=True)
@@ -409,6 +411,8 @@ class Lake:
         for ds in datasets:
             with self._calling(f"summarising replicas of {ds}"):
                 rows = list(self.client.list_dataset_replicas(ds.scope, ds.name))
+            if not rows:
+                rows = self._summary_from_files(ds)
             for row in rows:
                 t = totals.setdefault(row["rse"], [0, 0, 0, 0])
                 t[0] += int(row.get("available_length") or 0)
@@ -431,6 +435,32 @@ class Lake:
             )
             for rse, t in sorted(totals.items())
         ]
+
+    def _summary_from_files(self, dataset: DID) -> list[dict[str, Any]]:
+        """A dataset summary from per-file replicas, for small datasets Rucio has none for.
+
+        Rucio keeps dataset replica summaries for datasets under a rule; files attached
+        with replicas but no rule have none. Up to ``SMALL_DATASET`` files are summed
+        here (one request per 100 files); larger ones are reported without replicas
+        rather than scanned.
+        """
+        files = list(self.files(dataset, limit=SMALL_DATASET + 1))
+        if not files or len(files) > SMALL_DATASET:
+            return []
+        sizes = {(f.scope, f.name): f.bytes for f in files}
+        per_rse: dict[str, dict[str, Any]] = {}
+        for rep in self.file_replicas(f.did for f in files):
+            for rse, state in rep.states.items():
+                row = per_rse.setdefault(
+                    rse, {"rse": rse, "available_length": 0, "available_bytes": 0}
+                )
+                if state == "AVAILABLE":
+                    row["available_length"] += 1
+                    row["available_bytes"] += sizes.get((rep.scope, rep.name), 0)
+        for row in per_rse.values():
+            row["length"] = len(files)
+            row["bytes"] = sum(sizes.values())
+        return list(per_rse.values())
 
     def _datasets_below(self, did: DID) -> Iterator[DIDInfo]:
         for child in self.contents(did):
@@ -553,36 +583,6 @@ class Lake:
             bytes_total=bytes_total,
             stuck_reason=rule.error if (rule.state == "STUCK" or rule.locks_stuck) else None,
         )
-
-    def wait_for_rule(
-        self,
-        rule_id: str,
-        *,
-        timeout: float = 3600.0,
-        on_progress: Callable[[RuleProgress], None] | None = None,
-        first_interval: float = 1.0,
-        max_interval: float = 30.0,
-    ) -> RuleProgress:
-        """Poll a rule with backoff until it is OK or stuck, or ``timeout`` seconds pass.
-
-        The interval starts at ``first_interval`` and doubles when nothing changed, up to
-        ``max_interval``; it drops back when progress is seen.
-        """
-        deadline = time.monotonic() + timeout
-        interval = first_interval
-        last: tuple[int, int] | None = None
-        while True:
-            progress = self.rule_progress(rule_id)
-            if on_progress:
-                on_progress(progress)
-            if progress.state in ("available", "stuck"):
-                return progress
-            now = (progress.files_done, progress.bytes_done)
-            interval = first_interval if now != last else min(max_interval, interval * 2)
-            last = now
-            if time.monotonic() + interval > deadline:
-                return progress
-            time.sleep(interval)
 
 
 def _lower_type(value: Any) -> DIDType | None:

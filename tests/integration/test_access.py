@@ -1,7 +1,7 @@
 """Opening lake files: mounted path, verified cache downloads, astropy readers."""
 
-import contextlib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -90,14 +90,10 @@ def test_cache_is_bounded_least_recently_used_first(tmp_path: Path) -> None:
 
 def test_not_readable_here_says_make_available(access: Access, lake: Lake) -> None:
     client = lake.client
-    name = "remote-only.dat"
-    from rucio.common.exception import Duplicate, FileReplicaAlreadyExists
-
-    with contextlib.suppress(Duplicate, FileReplicaAlreadyExists):  # an earlier run made it
-        client.add_replicas(
-            "DESY-DISK",
-            [{"scope": "user.escape", "name": name, "bytes": 4, "adler32": "0275010b"}],
-        )
+    name = f"remote-only-{time.time_ns()}.dat"
+    client.add_replicas(
+        "DESY-DISK", [{"scope": "user.escape", "name": name, "bytes": 4, "adler32": "0275010b"}]
+    )
     # Registered, but no bytes anywhere on this machine: nothing can read it.
     with pytest.raises(NotAvailableHere, match="make-available"):
         access.path(f"user.escape:{name}")

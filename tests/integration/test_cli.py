@@ -69,10 +69,17 @@ def test_exit_codes_and_messages(lake_env: dict[str, str]) -> None:
     assert none.returncode == 2 and "lake up" in none.stderr
 
 
-def test_make_available_wait_shows_progress(lake_env: dict[str, str]) -> None:
-    done = run(lake_env, "make-available", "cta:pks2155-2023.dl3", "--wait", "--timeout", "120")
+def test_where_make_available_and_open(lake_env: dict[str, str], fresh_dataset) -> None:  # type: ignore[no-untyped-def]
+    did = str(fresh_dataset)
+    where = json.loads(run(lake_env, "where", did, "--json").stdout)
+    assert where["needs_transfer"] and where["destination"] == "CERN-DISK"
+    assert where["sources"][0]["rse"] == "PIC-DISK"
+    done = run(lake_env, "make-available", did, "--wait", "--timeout", "120")
     assert done.returncode == 0, done.stderr
-    assert "CERN-DISK" in done.stderr and "available" in done.stdout
-    again = run(lake_env, "make-available", "cta:pks2155-2023.dl3", "--json")
-    result = json.loads(again.stdout)[0]
-    assert result["created"] is False and result["state"] == "available"
+    assert "created -> CERN-DISK" in done.stderr and "available" in done.stdout
+    assert "files" in done.stderr  # the progress bar's postfix
+    again = json.loads(run(lake_env, "make-available", did, "--json").stdout)[0]
+    # Nothing more to copy: no rule, or (while Rucio's summary catches up) the same one reused.
+    assert again["state"] == "available" and (again["rule"] is None or not again["created"])
+    opened = json.loads(run(lake_env, "open", did, "--json", "--no-download").stdout)
+    assert {row["way"] for row in opened} == {"mounted"} and len(opened) == 3

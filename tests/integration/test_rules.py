@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from escape_portal.embedded.supervisor import EmbeddedLake
+from escape_portal.events import wait_for
 from escape_portal.lake import DID, Lake
 
 pytestmark = pytest.mark.lake
@@ -21,7 +22,7 @@ def test_rule_copies_bytes_and_reaches_ok(lake: Lake, embedded_lake: EmbeddedLak
     did = DID("lofar", "lotss-dr2.hetdex")  # lives at PIC-DISK
     rule, created = lake.add_rule(did, "CERN-DISK", lifetime=3600, comment="test")
     seen: list[str] = []
-    progress = lake.wait_for_rule(rule.id, timeout=120, on_progress=lambda p: seen.append(p.state))
+    progress = wait_for(lake, rule.id, timeout=120, on_progress=lambda e: seen.append(e.state))
     assert progress.state == "available", progress
     assert progress.files_done == progress.files_total == 4
     assert progress.bytes_done == progress.bytes_total > 0
@@ -68,7 +69,7 @@ def test_corrupted_source_ends_stuck_with_the_reason(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"THE CORRUPTED bytes of the file\n")  # same size, other content
     rule, _ = lake.add_rule(DID(scope, name), "CERN-DISK", lifetime=600)
-    progress = lake.wait_for_rule(rule.id, timeout=90, first_interval=0.5, max_interval=2)
+    progress = wait_for(lake, rule.id, timeout=90, first_interval=0.5, max_interval=2)
     assert progress.state == "stuck", progress
     reps = next(iter(lake.file_replicas([DID(scope, name)])))
     assert reps.states.get("CERN-DISK") != "AVAILABLE"
@@ -82,7 +83,7 @@ def test_expired_rule_is_cleaned_and_its_replicas_deleted(
     """Lifetimes end: the judge-cleaner removes the rule, the reaper the bytes."""
     did = DID("ska", "sdc2.continuum")  # home: CERN-DISK
     rule, _ = lake.add_rule(did, "LAPP-DISK", lifetime=3600)
-    assert lake.wait_for_rule(rule.id, timeout=120).state == "available"
+    assert wait_for(lake, rule.id, timeout=120).state == "available"
     lapp = embedded_lake.paths.rse_dir("LAPP-DISK")
     names = [f.name for f in lake.files(did)]
     assert all(list(lapp.rglob(n)) for n in names)
@@ -98,3 +99,28 @@ def test_expired_rule_is_cleaned_and_its_replicas_deleted(
     states = {r.name: r.states for r in lake.file_replicas(DID(did.scope, n) for n in names)}
     assert all("LAPP-DISK" not in s for s in states.values())
     assert all(s.get("CERN-DISK") == "AVAILABLE" for s in states.values())
+
+
+def test_when_available_calls_back_from_a_background_watch(lake: Lake, fresh_dataset: DID) -> None:
+    import threading
+
+    from escape_portal.events import when_available
+
+    rule, created = lake.add_rule(fresh_dataset, "LAPP-DISK", lifetime=600)
+    assert created
+    ready = threading.Event()
+    events = []
+
+    def arrived(event: object) -> None:
+        events.append(event)
+        ready.set()
+
+    watch = when_available(lake, rule.id, arrived, first_interval=0.5, max_interval=2)
+    try:
+        assert ready.wait(120), "the rule did not become available"
+    finally:
+        watch.stop()
+    [event] = events
+    assert (
+        event.progress.files_done == 3 and event.progress.bytes_done == event.progress.bytes_total
+    )  # type: ignore[attr-defined]
