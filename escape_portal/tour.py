@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from escape_portal.access import Access
 from escape_portal.events import wait_for
 from escape_portal.lake import DID, Lake
+from escape_portal.placement import make_available, plan
+from escape_portal.topology import detect_compute_site, load_topology
 
 TOUR_DATASET = DID("cta", "crab-2024.dl3")
 
 
 def run_tour(lake: Lake, dataset: DID = TOUR_DATASET) -> int:
-    """Walk through identity, browsing, search, replicas and make-available; return 0 if done."""
+    """Walk through identity, browsing, search, placement, make-available and opening.
+
+    Returns 0 when done, 8 if the data did not arrive in time.
+    """
     from escape_portal.cli import human_bytes, table
 
     def step(title: str) -> None:
@@ -39,28 +45,45 @@ def run_tour(lake: Lake, dataset: DID = TOUR_DATASET) -> int:
         )
     )
 
-    target = lake.config.mounted_rse
-    if not target:
-        print("\nNo storage is mounted into this compute; the tour ends here.")
-        return 0
-    step(f"Make it available near compute  (escape-portal make-available {dataset} --wait)")
-    rule, created = lake.add_rule(dataset, target, lifetime=86400, comment="escape-portal tour")
-    print(f"rule {rule.id} {'created' if created else 'reused'} -> {target}")
-    progress = wait_for(
-        lake,
-        rule.id,
-        timeout=300,
-        on_progress=lambda e: print(
-            f"  {e.state:12} {e.progress.files_done}/{e.progress.files_total} files, "
-            f"{human_bytes(e.progress.bytes_done)} of {human_bytes(e.progress.bytes_total)}"
-        ),
+    site = detect_compute_site(lake.config.compute_site)
+    topology = load_topology(
+        lake, compute_site=site, cric=lake.config.cric_feed, perfsonar=lake.config.network_feed
     )
-    if progress.state != "available":
-        print(f"not available yet: {progress.stuck_reason or progress.state}")
-        return 8
-    step("Open the files from the mounted storage")
-    replicas = list(lake.file_replicas(f.did for f in lake.files(dataset)))
-    for rep in replicas:
-        print(f"  {rep.scope}:{rep.name} -> {rep.local_path(target) or rep.pfns.get(target)}")
+    step(f"Where it would go  (escape-portal where {dataset})")
+    placement = plan(lake, topology, dataset, site)
+    print(placement.summary)
+    for candidate in placement.destinations[:3]:
+        print(f"  {candidate.rse:14} {'; '.join(candidate.reasons)}")
+
+    step(f"Make it available near compute  (escape-portal make-available {dataset} --wait)")
+    [request] = make_available(
+        lake, topology, [dataset], site, lifetime=86400, comment="escape-portal tour"
+    )
+    if request.rule is not None:
+        verb = "created" if request.created else "reused"
+        print(f"rule {request.rule.id} {verb} -> {request.rule.rse_expression}")
+        progress = wait_for(
+            lake,
+            request.rule.id,
+            timeout=300,
+            on_progress=lambda e: print(
+                f"  {e.state:12} {e.progress.files_done}/{e.progress.files_total} files, "
+                f"{human_bytes(e.progress.bytes_done)} of {human_bytes(e.progress.bytes_total)}"
+            ),
+        )
+        if progress.state != "available":
+            print(f"not available yet: {progress.stuck_reason or progress.state}")
+            return 8
+
+    step(f"Open it  (escape-portal open {dataset})")
+    access = Access(lake)
+    for item in access.locate(dataset):
+        print(f"  {item.file.did} -> {item.way}: {item.path or item.source}")
+    first = next(iter(lake.files(dataset)))
+    events = access.table(first.did, hdu="EVENTS")
+    print(
+        f"\n{first.did}: {len(events)} events, energies "
+        f"{events['ENERGY'].min():.2f} to {events['ENERGY'].max():.1f} TeV"
+    )
     print("\nDone. In a notebook: from escape_portal.lake import Lake; lake = Lake.from_instance()")
     return 0

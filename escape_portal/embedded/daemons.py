@@ -103,6 +103,9 @@ def main() -> int:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(threadName)s %(message)s"
     )
+    from escape_portal.embedded.sqlite_compat import cap_or_chains
+
+    cap_or_chains()
     daemons = _daemons()
     stopping = threading.Event()
 

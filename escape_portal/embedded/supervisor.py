@@ -255,7 +255,7 @@ class EmbeddedLake:
                 "5",
                 "--access-logfile",
                 str(self._log("access")),
-                "rucio.web.rest.flaskapi.v1.main:application",
+                "escape_portal.embedded.wsgi:application",
             ],
         )
 

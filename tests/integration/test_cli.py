@@ -83,3 +83,10 @@ def test_where_make_available_and_open(lake_env: dict[str, str], fresh_dataset) 
     assert again["state"] == "available" and (again["rule"] is None or not again["created"])
     opened = json.loads(run(lake_env, "open", did, "--json", "--no-download").stdout)
     assert {row["way"] for row in opened} == {"mounted"} and len(opened) == 3
+
+
+def test_tour_runs_to_the_end(lake_env: dict[str, str]) -> None:
+    tour = run(lake_env, "tour")
+    assert tour.returncode == 0, tour.stdout + tour.stderr
+    assert "already at CERN-DISK" in tour.stdout or "CERN-DISK" in tour.stdout
+    assert "events, energies" in tour.stdout and tour.stdout.rstrip().endswith("from_instance()")

@@ -1,0 +1,68 @@
+"""What the embedded lake changes in Rucio so that it works on SQLite at 100,000 files.
+
+Rucio supports PostgreSQL, Oracle and MySQL in production; SQLite is for its tests. Two
+of its habits break on SQLite at the embedded lake's scale, and are adapted here, only
+when the catalogue is SQLite, in the embedded lake's own processes:
+
+- **OR-chains of 1,000 terms** (``rucio.core.request.queue_requests`` looks up existing
+  requests 1,000 files at a time): SQLite refuses expressions deeper than 1,000
+  ("Expression tree is too large"), so a rule needing more than ~250 transfers failed.
+  Rucio's ``chunks`` helper, as that module uses it, is capped at 200 items.
+- **Read-then-write transactions** (server only): in WAL mode a write transaction that
+  began by reading fails at once with "database is locked" when another connection
+  commits meanwhile; the busy timeout does not apply. The server's writing sessions
+  (``db_session(DatabaseOperationType.WRITE)``) start with ``BEGIN IMMEDIATE`` instead,
+  so they queue for the lock. Reading sessions are untouched (WAL readers never wait).
+
+Nothing here runs against other databases, nor in the portal's client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+SQLITE_CHUNK = 200
+
+
+def _is_sqlite() -> bool:
+    from rucio.common.config import config_get
+
+    return str(config_get("database", "default", check_config_table=False)).startswith("sqlite")
+
+
+def cap_or_chains() -> None:
+    """Cap the size of Rucio's OR-chained look-ups (see the module's docstring)."""
+    if not _is_sqlite():
+        return
+    from rucio.core import request
+
+    rucio_chunks = request.chunks
+
+    def small_chunks(items: Iterable[Any], n: int) -> Iterator[Any]:
+        return iter(rucio_chunks(items, min(n, SQLITE_CHUNK)))
+
+    request.chunks = small_chunks
+
+
+def immediate_write_sessions() -> None:
+    """Make the server's writing sessions take the write lock first (see the docstring).
+
+    Must run before Rucio's REST handlers are imported: they import ``db_session`` by name.
+    """
+    if not _is_sqlite():
+        return
+    from rucio.db.sqla import session as rucio_session
+    from rucio.db.sqla.constants import DatabaseOperationType
+
+    rucio_db_session = rucio_session.db_session
+
+    @contextlib.contextmanager
+    def db_session(operation: DatabaseOperationType) -> Iterator[Any]:
+        with rucio_db_session(operation) as session:
+            if operation is DatabaseOperationType.WRITE:
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            yield session
+
+    rucio_session.db_session = db_session

@@ -1,0 +1,14 @@
+"""WSGI entry of the embedded lake's Rucio server.
+
+Rucio's own application, with the SQLite adaptations of
+:mod:`escape_portal.embedded.sqlite_compat` applied before it is imported.
+"""
+
+from escape_portal.embedded.sqlite_compat import cap_or_chains, immediate_write_sessions
+
+immediate_write_sessions()
+cap_or_chains()
+
+from rucio.web.rest.flaskapi.v1.main import application  # noqa: E402 - after the adaptations
+
+__all__ = ["application"]
