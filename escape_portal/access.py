@@ -10,6 +10,10 @@ For each file, the first that works:
    complete, so an interrupted download never looks complete. The cache is bounded:
    least recently used files go first.
 
+Instead of downloading, a remote replica offered over HTTP(S) can be **streamed**
+(``open(did, stream=True)``, ``fits(did, stream=True)``): fsspec reads it by byte ranges,
+so one FITS header costs a few blocks, not the file.
+
 Readers return astropy objects: :meth:`Access.fits` (an ``HDUList``), :meth:`Access.table`.
 """
 
@@ -31,6 +35,8 @@ from escape_portal.lake.models import as_did
 
 DEFAULT_CACHE_LIMIT = 10 * 2**30
 DOWNLOAD_TIMEOUT = 60.0
+#: Bytes fetched per range request when streaming.
+STREAM_BLOCK = 256 * 1024
 
 
 class NotAvailableHere(LakeError):
@@ -188,9 +194,9 @@ class Access:
             local = replicas.local_path(rse)
             if local is not None and local.is_file():
                 return Located(file, "download", None, str(local))
-            pfn = replicas.pfns.get(rse, "")
-            if pfn.startswith(("http://", "https://")):
-                return Located(file, "download", None, pfn)
+            url = replicas.url(rse)
+            if url:
+                return Located(file, "download", None, url)
         raise NotAvailableHere(
             f"No replica of {file.did} can be read from this machine"
             + (f" (replicas at {', '.join(sorted(states))})" if states else "")
@@ -251,14 +257,62 @@ class Access:
             ) from exc
         return target
 
-    def open(self, did: DID | str) -> BinaryIO:
-        """A binary file object of one file DID."""
+    def open(self, did: DID | str, *, stream: bool = False) -> BinaryIO:
+        """A binary file object of one file DID.
+
+        With ``stream=True`` a file that is neither mounted nor cached is read over its
+        storage's HTTP(S) protocol with range requests (through fsspec) instead of being
+        downloaded first: reading a header fetches a few blocks, not the file.
+        """
+        if stream:
+            url = self.stream_url(did)
+            if url is not None:
+                import fsspec
+
+                handle: BinaryIO = fsspec.open(url, mode="rb", block_size=STREAM_BLOCK).open()
+                return handle
         return self.path(did).open("rb")
 
-    def fits(self, did: DID | str) -> Any:
-        """An ``astropy.io.fits.HDUList`` of one FITS file DID (memory-mapped, lazy)."""
+    def stream_url(self, did: DID | str) -> str | None:
+        """The URL to stream one file DID from, or ``None`` if it is mounted or cached here.
+
+        Raises
+        ------
+        NotAvailableHere
+            If no replica is mounted, cached or offered over HTTP(S).
+        """
+        d = as_did(did)
+        [file] = self._files(d)
+        replicas = next(iter(self.lake.file_replicas([d])), None)
+        located = self._locate(file, replicas)
+        if located.path is not None or replicas is None:
+            return None
+        for rse, state in sorted(replicas.states.items()):
+            url = replicas.url(rse) if state == "AVAILABLE" else None
+            if url:
+                return url
+        raise NotAvailableHere(
+            f"No replica of {d} can be streamed (none is offered over HTTP(S)).",
+            f"Download it (escape-portal open {d}) or make it available near compute.",
+        )
+
+    def fits(self, did: DID | str, *, stream: bool = False) -> Any:
+        """An ``astropy.io.fits.HDUList`` of one FITS file DID (lazy).
+
+        Local files are memory-mapped; with ``stream=True`` a remote one is read by byte
+        ranges, so only the HDUs you touch are fetched.
+        """
         from astropy.io import fits
 
+        if stream:
+            url = self.stream_url(did)
+            if url is not None:
+                return fits.open(
+                    url,
+                    use_fsspec=True,
+                    lazy_load_hdus=True,
+                    fsspec_kwargs={"block_size": STREAM_BLOCK},
+                )
         return fits.open(self.path(did), memmap=True, lazy_load_hdus=True)
 
     def table(self, did: DID | str, hdu: int | str = 1) -> Any:

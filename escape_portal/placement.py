@@ -36,6 +36,7 @@ class Candidate:
     km: float | None = None
     throughput_mbps: float | None = None
     latency_ms: float | None = None
+    over_quota: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -43,6 +44,7 @@ class Candidate:
             "rse": self.rse,
             "site": self.site,
             "eligible": self.eligible,
+            "over_quota": self.over_quota,
             "reasons": list(self.reasons),
             "km": None if self.km is None else round(self.km),
             "throughput_mbps": self.throughput_mbps,
@@ -119,8 +121,9 @@ def _destination(
         eligible = False
         reasons.append("not writable now")
     free = se.free_quota_bytes
+    over_quota = free is not None and free < missing
     if free is not None:
-        if free < missing:
+        if over_quota:
             eligible = False
             reasons.append(f"quota: {free} bytes free, {missing} needed")
         else:
@@ -133,6 +136,7 @@ def _destination(
         km=link.km if link else None,
         throughput_mbps=link.throughput_mbps if link else None,
         latency_ms=link.latency_ms if link else None,
+        over_quota=over_quota,
     )
 
 
@@ -290,11 +294,7 @@ def make_available(
             requests.append(Request(placement, None, False))
             continue
         if placement.destination is None:
-            over_quota = [
-                c
-                for c in placement.destinations
-                if any("quota:" in r and "needed" in r for r in c.reasons)
-            ]
+            over_quota = [c for c in placement.destinations if c.over_quota]
             if over_quota:
                 raise QuotaExceeded(
                     f"No storage near {compute_site} has quota for {placement.did} "

@@ -54,8 +54,13 @@ def build_schema(paths: LakePaths) -> bool:
     return True
 
 
-def build_topology(paths: LakePaths) -> None:
-    """Storage elements with attributes and protocols, distances, quotas and scopes."""
+def build_topology(paths: LakePaths, storage_port: int | None = None) -> None:
+    """Storage elements with attributes and protocols, distances, quotas and scopes.
+
+    ``storage_port`` is the port of the HTTP read access to the storage folders
+    (:mod:`escape_portal.embedded.storage_http`); every storage element gets an ``http``
+    protocol on it, updated when the port changes.
+    """
     from rucio.common.exception import Duplicate, RSENotFound
     from rucio.gateway import account_limit, rse, scope
 
@@ -104,6 +109,8 @@ def build_topology(paths: LakePaths) -> None:
             "escape_mount": str(folder) if site.name == DEFAULT_COMPUTE_SITE else "",
             "lfn2pfn_algorithm": "hash",
         }
+        if storage_port:
+            _ensure_http_protocol(site.rse, storage_port)
         present = rse.list_rse_attributes(site.rse) if site.rse in existing else {}
         for key, value in attributes.items():
             if value and str(present.get(key)) != value:
@@ -125,8 +132,35 @@ def build_topology(paths: LakePaths) -> None:
                 rse.add_distance(src.rse, dst.rse, issuer=ISSUER, distance=rucio_distance(src, dst))
 
 
+def _ensure_http_protocol(name: str, port: int) -> None:
+    """Read-only ``http://127.0.0.1:PORT/<RSE>/`` access, second to ``file`` in priority."""
+    from rucio.gateway import rse
+
+    current = [
+        p for p in rse.get_rse_protocols(name, issuer=ISSUER)["protocols"] if p["scheme"] == "http"
+    ]
+    if current and current[0]["port"] == port:
+        return
+    if current:
+        rse.del_protocols(
+            name, "http", issuer=ISSUER, hostname="127.0.0.1", port=current[0]["port"]
+        )
+    rse.add_protocol(
+        name,
+        issuer=ISSUER,
+        data={
+            "scheme": "http",
+            "hostname": "127.0.0.1",
+            "port": port,
+            "prefix": f"/{name}/",
+            "impl": "rucio.rse.protocols.webdav.Default",
+            "domains": {"lan": {"read": 2}, "wan": {"read": 2}},
+        },
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m escape_portal.embedded.bootstrap DATA_DIR [--seed]``."""
+    """Entry point: ``python -m escape_portal.embedded.bootstrap DATA_DIR [options]``."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
         print(
@@ -139,7 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     report["schema_built"] = build_schema(paths)
 
-    build_topology(paths)
+    storage_port = None
+    if "--storage-port" in args:
+        storage_port = int(args[args.index("--storage-port") + 1])
+    build_topology(paths, storage_port)
     report["topology_s"] = round(time.monotonic() - started, 2)
     if "--seed" in args:
         from escape_portal.embedded.seed import seed

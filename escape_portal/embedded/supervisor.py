@@ -35,7 +35,7 @@ from escape_portal.embedded.layout import (
 )
 from escape_portal.embedded.sites import DEFAULT_COMPUTE_SITE, site_by_name
 
-COMPONENTS = ("memcached", "server", "daemons")
+COMPONENTS = ("memcached", "storage", "server", "daemons")
 # The processes this Python process started, so that they are reaped when stopped.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 SERVER_START_TIMEOUT = 90.0
@@ -170,13 +170,14 @@ class EmbeddedLake:
         env.pop("RUCIO_HOME", None)
         return env
 
-    def _ports(self) -> tuple[int, int]:
-        """Ports of server and memcached: the last ones used while free, else new free ones."""
+    def _ports(self) -> tuple[int, int, int]:
+        """Ports of server, memcached and storage: the last ones used while free, else new."""
         saved = json.loads(self._ports_file().read_text()) if self._ports_file().exists() else {}
         ports = {}
         for component, key, wanted in (
             ("server", "server_port", self.port),
             ("memcached", "memcached_port", None),
+            ("storage", "storage_port", None),
         ):
             port = int(wanted or saved.get(key) or 0)
             if port and (
@@ -188,7 +189,7 @@ class EmbeddedLake:
             else:
                 ports[key] = _free_port()
         self._ports_file().write_text(json.dumps(ports))
-        return ports["server_port"], ports["memcached_port"]
+        return ports["server_port"], ports["memcached_port"], ports["storage_port"]
 
     def _ports_file(self) -> Path:
         return self.paths.run / "ports.json"
@@ -253,6 +254,7 @@ class EmbeddedLake:
                 "600",
                 "--graceful-timeout",
                 "5",
+                "--no-control-socket",  # nothing of the lake outside its data directory
                 "--access-logfile",
                 str(self._log("access")),
                 "escape_portal.embedded.wsgi:application",
@@ -276,8 +278,15 @@ class EmbeddedLake:
             f"see {self._log('server')}"
         )
 
-    def _bootstrap(self, seed: bool) -> dict[str, Any]:
-        argv = [sys.executable, "-m", "escape_portal.embedded.bootstrap", str(self.paths.root)]
+    def _bootstrap(self, seed: bool, storage_port: int) -> dict[str, Any]:
+        argv = [
+            sys.executable,
+            "-m",
+            "escape_portal.embedded.bootstrap",
+            str(self.paths.root),
+            "--storage-port",
+            str(storage_port),
+        ]
         if seed:
             argv.append("--seed")
         log = self._log("bootstrap")
@@ -311,7 +320,7 @@ class EmbeddedLake:
 
         """
         self.paths.make()
-        server_port, memcached_port = self._ports()
+        server_port, memcached_port, storage_port = self._ports()
         write_rucio_config(
             self.paths,
             server_port=server_port,
@@ -321,13 +330,25 @@ class EmbeddedLake:
         url = f"http://127.0.0.1:{server_port}"
         progress("starting memcached")
         self._start_memcached(memcached_port)
+        if not _alive(self._pid("storage")):
+            progress("serving the storage elements over HTTP")
+            self._spawn(
+                "storage",
+                [
+                    sys.executable,
+                    "-m",
+                    "escape_portal.embedded.storage_http",
+                    str(self.paths.rse_root),
+                    str(storage_port),
+                ],
+            )
         first_start = not self.paths.seed_marker.exists()
         if not first_start:  # the catalogue exists: check it while the server starts
             progress("starting the Rucio server")
             self._start_server(server_port)
         if not _alive(self._pid("daemons")):
             progress("building the catalogue" + (" and seeding sample data" if seed else ""))
-            report = self._bootstrap(seed)
+            report = self._bootstrap(seed, storage_port)
             if report.get("seed") and not report["seed"].get("skipped"):
                 progress(f"seeded in {report['seed']['total_s']} s")
         if first_start:
@@ -346,6 +367,7 @@ class EmbeddedLake:
             "rucio_host": url,
             "server_port": server_port,
             "memcached_port": memcached_port,
+            "storage_port": storage_port,
             "compute_site": self.compute_site.name,
             "mounted_rse": self.compute_site.rse,
             "mount_path": str(self.mount_path),

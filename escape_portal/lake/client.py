@@ -40,6 +40,8 @@ from escape_portal.lake.models import (
 T = TypeVar("T")
 _TYPES = ("all", "collection", "container", "dataset", "file")
 _BULK = 100
+#: Protocols whose URLs replicas are listed with (Rucio gives one per storage otherwise).
+READ_SCHEMES = ("file", "https", "davs", "http", "root")
 #: Datasets up to this many files are summarised from per-file replicas when Rucio keeps
 #: no summary for them (no rule yet).
 SMALL_DATASET = 1000
@@ -369,11 +371,16 @@ class Lake:
             with self._calling(f"listing replicas of {len(chunk)} file(s)"):
                 rows = list(
                     self.client.list_replicas(
-                        [d.as_rucio() for d in chunk], all_states=True, ignore_availability=True
+                        [d.as_rucio() for d in chunk],
+                        schemes=list(READ_SCHEMES),
+                        all_states=True,
+                        ignore_availability=True,
                     )
                 )
             for row in rows:
-                pfns = {meta["rse"]: pfn for pfn, meta in (row.get("pfns") or {}).items()}
+                pfns: dict[str, list[str]] = {}
+                for pfn, meta in (row.get("pfns") or {}).items():
+                    pfns.setdefault(meta["rse"], []).append(pfn)
                 yield FileReplicas(
                     row["scope"],
                     row["name"],

@@ -129,17 +129,23 @@ class FileReplicas(Record):
     bytes: int | None
     adler32: str | None
     states: dict[str, str]
-    pfns: dict[str, str] = field(default_factory=dict)
+    pfns: dict[str, list[str]] = field(default_factory=dict)
 
     def local_path(self, rse: str) -> Path | None:
         """The file's path on this machine at ``rse``, if that replica is a local file."""
-        pfn = self.pfns.get(rse)
-        if not pfn:
-            return None
-        parsed = urlparse(pfn)
-        if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
-            return None
-        return Path(parsed.path)
+        for pfn in self.pfns.get(rse, []):
+            parsed = urlparse(pfn)
+            if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+                return Path(parsed.path)
+        return None
+
+    def url(self, rse: str, schemes: tuple[str, ...] = ("https", "http")) -> str | None:
+        """A URL of the replica at ``rse`` in the first of ``schemes`` it offers."""
+        for scheme in schemes:
+            for pfn in self.pfns.get(rse, []):
+                if urlparse(pfn).scheme == scheme:
+                    return pfn
+        return None
 
 
 @dataclass(frozen=True)

@@ -88,12 +88,30 @@ def test_cache_is_bounded_least_recently_used_first(tmp_path: Path) -> None:
         cache.make_room(101)
 
 
-def test_not_readable_here_says_make_available(access: Access, lake: Lake) -> None:
-    client = lake.client
-    name = f"remote-only-{time.time_ns()}.dat"
-    client.add_replicas(
+def test_lost_replica_fails_clearly_and_keeps_nothing(access: Access, lake: Lake) -> None:
+    """Registered at DESY-DISK, but the bytes are not there: the download says so."""
+    name = f"lost-{time.time_ns()}.dat"
+    lake.client.add_replicas(
         "DESY-DISK", [{"scope": "user.escape", "name": name, "bytes": 4, "adler32": "0275010b"}]
     )
-    # Registered, but no bytes anywhere on this machine: nothing can read it.
-    with pytest.raises(NotAvailableHere, match="make-available"):
+    with pytest.raises(LakeError, match=r"Downloading user\.escape:lost-") as err:
         access.path(f"user.escape:{name}")
+    assert "404" in err.value.message and "Nothing incomplete was kept" in err.value.hint
+    assert not [p for p in access.cache.root.rglob("*") if p.is_file()]
+
+
+def test_no_readable_protocol_says_make_available(access: Access) -> None:
+    from escape_portal.lake import FileInfo, FileReplicas
+
+    file = FileInfo("user.escape", "far-away.dat", 4, "0275010b")
+    remote = FileReplicas(
+        "user.escape",
+        "far-away.dat",
+        4,
+        "0275010b",
+        states={"FAR-TAPE": "AVAILABLE"},
+        pfns={"FAR-TAPE": ["root://tape.example.org//far-away.dat"]},
+    )
+    with pytest.raises(NotAvailableHere, match="FAR-TAPE") as err:
+        access._locate(file, remote)
+    assert "make-available user.escape:far-away.dat" in err.value.hint
