@@ -472,6 +472,44 @@ def cmd_open(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_download(args: argparse.Namespace) -> int:
+    """Copy a DID's files into a folder, verified (through the cache when remote)."""
+    from pathlib import Path
+
+    from escape_portal.access import Access
+    from escape_portal.integrity import copy_verified
+
+    access = Access(_lake(args))
+    located = access.locate(DID.parse(args.did))
+    total = sum(item.file.bytes for item in located)
+    bar = _progress_bar(total, "download") if not args.json else None
+    target = Path(args.to).expanduser()
+    done = []
+    try:
+        for item, source in zip(located, access.paths(args.did), strict=True):
+            destination = target / item.file.name
+            try:
+                copy_verified(
+                    source,
+                    destination,
+                    expected_bytes=item.file.bytes,
+                    expected_adler32=item.file.adler32,
+                )
+            except (OSError, ValueError) as exc:
+                raise LakeError(
+                    f"Copying {item.file.did} to {destination} failed: {exc}",
+                    "Nothing incomplete was left there; check the folder and try again.",
+                ) from exc
+            if bar is not None:
+                bar.update(item.file.bytes)
+            done.append({"did": str(item.file.did), "path": str(destination)})
+    finally:
+        if bar is not None:
+            bar.close()
+    _emit(args, done, lambda: "\n".join(d["path"] for d in done))
+    return 0
+
+
 def cmd_rules(args: argparse.Namespace) -> int:
     """Rules of a DID; delete or extend one."""
     lake = _lake(args)
@@ -624,6 +662,13 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("did")
     op.add_argument("--no-download", action="store_true", help="fail rather than download")
     op.set_defaults(func=cmd_open)
+
+    dl = sub.add_parser(
+        "download", parents=[common], help="copy a DID's files into a folder, verified"
+    )
+    dl.add_argument("did")
+    dl.add_argument("--to", default=".", help="folder to copy into (default: here)")
+    dl.set_defaults(func=cmd_download)
 
     sub.add_parser("rses", parents=[common], help="storage elements and sites").set_defaults(
         func=cmd_rses

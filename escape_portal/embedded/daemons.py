@@ -103,8 +103,9 @@ def main() -> int:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(threadName)s %(message)s"
     )
-    from escape_portal.embedded.sqlite_compat import cap_or_chains
+    from escape_portal.embedded.sqlite_compat import cap_or_chains, immediate_reaper_marking
 
+    immediate_reaper_marking()  # before the reaper imports it
     cap_or_chains()
     daemons = _daemons()
     stopping = threading.Event()

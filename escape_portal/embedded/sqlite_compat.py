@@ -66,3 +66,35 @@ def immediate_write_sessions() -> None:
             yield session
 
     rucio_session.db_session = db_session
+
+
+def immediate_reaper_marking() -> None:
+    """Make the reaper's marking of replicas take the write lock first.
+
+    ``rucio.core.replica.list_and_mark_unlocked_replicas`` reads the replicas to delete,
+    then marks them, in one transaction; while other daemons write, that upgrade fails
+    with "database is locked" on every cycle and nothing expired is ever deleted. Only
+    this function is changed (making every transaction immediate deadlocks on Rucio's
+    nested sessions). Must run before the reaper is imported: it imports the function by
+    name.
+    """
+    if not _is_sqlite():
+        return
+    from rucio.core import replica
+    from rucio.db.sqla.session import transactional_session
+
+    rucio_function = replica.list_and_mark_unlocked_replicas
+    raw = rucio_function.__wrapped__
+
+    def begin_immediately(*args: Any, session: Any, **kwargs: Any) -> Any:
+        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+        return raw(*args, session=session, **kwargs)
+
+    immediate = transactional_session(begin_immediately)
+
+    def list_and_mark_unlocked_replicas(*args: Any, session: Any = None, **kwargs: Any) -> Any:
+        if session is not None:
+            return rucio_function(*args, session=session, **kwargs)
+        return immediate(*args, **kwargs)
+
+    replica.list_and_mark_unlocked_replicas = list_and_mark_unlocked_replicas

@@ -167,9 +167,6 @@ class DatasetReplica(Record):
         return self.total_files > 0 and self.available_files >= self.total_files
 
 
-RuleState = Literal["OK", "REPLICATING", "STUCK", "SUSPENDED", "WAITING_APPROVAL", "INJECT"]
-
-
 @dataclass(frozen=True)
 class Rule(Record):
     """A replication rule and the state of its locks."""

@@ -90,3 +90,20 @@ def test_tour_runs_to_the_end(lake_env: dict[str, str]) -> None:
     assert tour.returncode == 0, tour.stdout + tour.stderr
     assert "already at CERN-DISK" in tour.stdout or "CERN-DISK" in tour.stdout
     assert "events, energies" in tour.stdout and tour.stdout.rstrip().endswith("from_instance()")
+
+
+def test_download_copies_verified_files(lake_env: dict[str, str], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from escape_portal.integrity import adler32_of
+
+    env = dict(lake_env, ESCAPE_PORTAL_CACHE=str(tmp_path / "cache"))
+    out = run(env, "download", "lofar:lotss-dr2.hetdex", "--to", str(tmp_path / "out"), "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert len(rows) == 4
+    listing = json.loads(run(env, "ls", "lofar:lotss-dr2.hetdex", "--json").stdout)["files"]
+    sums = {f["name"]: f["adler32"] for f in listing}
+    from pathlib import Path
+
+    for row in rows:
+        path = Path(row["path"])
+        assert adler32_of(path) == sums[path.name]
