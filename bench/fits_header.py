@@ -23,11 +23,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
+from running_lake import running_lake
 
 from escape_portal.access import Access, Cache
-from escape_portal.config import embedded_instance
 from escape_portal.embedded.storage_http import bytes_served
-from escape_portal.embedded.supervisor import EmbeddedLake
 from escape_portal.lake import DID, Lake
 
 
@@ -64,12 +63,7 @@ def main() -> int:
     parser.add_argument("--size-mib", type=int, default=512)
     args = parser.parse_args()
 
-    embedded = EmbeddedLake(args.data_dir)
-    if not embedded.status().running:
-        embedded.up()
-    config = embedded_instance({"ESCAPE_PORTAL_LAKE_DIR": str(embedded.paths.root)})
-    assert config is not None
-    lake = Lake(config)
+    embedded, lake = running_lake(args.data_dir)
     did = DID("user.escape", f"bench-large-{time.time_ns()}.fits")
     pfn = lake.client.lfns2pfns("DESY-DISK", [str(did)], operation="write", scheme="file")
     path = Path(urlparse(pfn[str(did)]).path)

@@ -17,11 +17,10 @@ import argparse
 import time
 from typing import Any
 
-from escape_portal.config import embedded_instance
+from running_lake import running_lake
+
 from escape_portal.embedded.sites import SITES
-from escape_portal.embedded.supervisor import EmbeddedLake
 from escape_portal.events import ProgressEvent, wait_for
-from escape_portal.lake import Lake
 from escape_portal.lake.auth import PortalClient
 from escape_portal.placement import make_available
 from escape_portal.topology import load_topology
@@ -35,12 +34,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=1800)
     args = parser.parse_args()
 
-    embedded = EmbeddedLake(args.data_dir)
-    if not embedded.status().running:
-        embedded.up()
-    config = embedded_instance({"ESCAPE_PORTAL_LAKE_DIR": str(embedded.paths.root)})
-    assert config is not None
-    lake = Lake(config)
+    _, lake = running_lake(args.data_dir)
     held = {r.rse for r in lake.dataset_replicas(args.dataset) if r.available_files}
     site = next((s for s in SITES if s.rse not in held), None)
     if site is None:
@@ -58,7 +52,10 @@ def main() -> int:
     PortalClient._send_request = counting  # type: ignore[method-assign]
     try:
         topology = load_topology(
-            lake, compute_site=site.name, cric=config.cric_feed, perfsonar=config.network_feed
+            lake,
+            compute_site=site.name,
+            cric=lake.config.cric_feed,
+            perfsonar=lake.config.network_feed,
         )
         started = time.perf_counter()
         [request] = make_available(lake, topology, [args.dataset], site.name, lifetime=3600)

@@ -1,0 +1,17 @@
+"""The embedded lake the benchmarks run against (started if it is not running)."""
+
+from __future__ import annotations
+
+from escape_portal.config import embedded_instance
+from escape_portal.embedded.supervisor import EmbeddedLake
+from escape_portal.lake import Lake
+
+
+def running_lake(data_dir: str | None) -> tuple[EmbeddedLake, Lake]:
+    """The embedded lake of ``data_dir`` (default data directory if ``None``), up."""
+    embedded = EmbeddedLake(data_dir)
+    if not embedded.status().running:
+        embedded.up()
+    config = embedded_instance({"ESCAPE_PORTAL_LAKE_DIR": str(embedded.paths.root)})
+    assert config is not None, "the embedded lake did not record its state"
+    return embedded, Lake(config)
