@@ -60,6 +60,16 @@ class LakeConfig:
         Site whose compute runs the notebook (``CERN``, ...).
     mounted_rse, mount_path
         Storage element mounted into the compute, and the local folder that is its prefix.
+    cric_feed, network_feed
+        URL or file of a CRIC-style site/storage feed and a perfSONAR-style metrics feed.
+    broker
+        ``stomp://host:port`` (or ``stomp+ssl://``) of the message broker on which the
+        instance's Rucio (its hermes daemon) publishes rule and transfer notifications;
+        progress then follows them instead of polling alone.
+    broker_destination, broker_vhost, broker_username, broker_password
+        Topic or queue of those notifications (Rucio's ``[messaging-hermes]
+        destination``), the STOMP virtual host, and credentials (the password only from
+        ``ESCAPE_BROKER_PASSWORD``).
 
     """
 
@@ -83,6 +93,11 @@ class LakeConfig:
     mount_path: str | None = None
     cric_feed: str | None = None
     network_feed: str | None = None
+    broker: str | None = None
+    broker_destination: str = "/topic/rucio.events"
+    broker_vhost: str | None = None
+    broker_username: str | None = None
+    broker_password: str | None = field(default=None, repr=False)
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -100,10 +115,15 @@ class LakeConfig:
             object.__setattr__(self, "auth_host", self.rucio_host)
         if self.timeout <= 0:
             raise InvalidRequest(f"Instance {self.name!r}: timeout must be positive.")
+        if self.broker and not self.broker.startswith(("stomp://", "stomp+ssl://")):
+            raise InvalidRequest(
+                f"Instance {self.name!r}: broker {self.broker!r} is not a stomp:// URL.",
+                "Set it to the broker Rucio's hermes publishes to, e.g. stomp://mq.example:61613.",
+            )
 
     def public(self) -> dict[str, Any]:
         """Settings safe to show or log: no password, no token."""
-        hidden = {"password", "token"}
+        hidden = {"password", "token", "broker_password"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}
 
 
@@ -117,10 +137,11 @@ def _from_mapping(name: str, values: Mapping[str, Any], source: str) -> LakeConf
             f"Instance {name!r} in {source}: unknown setting(s) {', '.join(sorted(unknown))}.",
             f"Known settings: {', '.join(sorted(_FIELDS - {'name', 'source'}))}.",
         )
-    if "password" in values or "token" in values:
+    if {"password", "token", "broker_password"} & set(values):
         raise InvalidRequest(
             f"Instance {name!r} in {source} holds a password or token in plain text.",
-            "Remove it; give token_file (OIDC) or set RUCIO_PASSWORD in the environment.",
+            "Remove it; give token_file (OIDC) or set RUCIO_PASSWORD (ESCAPE_BROKER_PASSWORD "
+            "for the broker) in the environment.",
         )
     if "rucio_host" not in values:
         raise InvalidRequest(f"Instance {name!r} in {source} has no rucio_host.")
@@ -154,6 +175,8 @@ def instances_from_file(path: Path) -> dict[str, LakeConfig]:
 def _env_secrets(config: LakeConfig, env: Mapping[str, str]) -> LakeConfig:
     """Fill password/token from the environment (never from files we write)."""
     updates: dict[str, Any] = {}
+    if config.broker and not config.broker_password and env.get("ESCAPE_BROKER_PASSWORD"):
+        updates["broker_password"] = env["ESCAPE_BROKER_PASSWORD"]
     if config.auth_type == "userpass" and not config.password and env.get("RUCIO_PASSWORD"):
         updates["password"] = env["RUCIO_PASSWORD"]
     if config.auth_type == "oidc" and not config.token and not config.token_file:
@@ -173,7 +196,9 @@ def instance_from_env(env: Mapping[str, str] | None = None) -> LakeConfig | None
     ``RUCIO_VO``, ``RUCIO_AUTH_TYPE``, ``RUCIO_USERNAME``/``RUCIO_PASSWORD``,
     ``RUCIO_ACCESS_TOKEN``/``BEARER_TOKEN``, ``RUCIO_OIDC_TOKEN_FILE``/``BEARER_TOKEN_FILE``,
     ``RUCIO_CA_CERT``, ``X509_USER_PROXY``, ``RUCIO_TIMEOUT``, and for the compute:
-    ``ESCAPE_COMPUTE_SITE`` (or ``SITE_NAME``), ``ESCAPE_MOUNTED_RSE``, ``ESCAPE_MOUNT_PATH``.
+    ``ESCAPE_COMPUTE_SITE`` (or ``SITE_NAME``), ``ESCAPE_MOUNTED_RSE``, ``ESCAPE_MOUNT_PATH``,
+    and for notifications: ``ESCAPE_BROKER_URL``, ``ESCAPE_BROKER_DESTINATION``,
+    ``ESCAPE_BROKER_VHOST``, ``ESCAPE_BROKER_USERNAME``, ``ESCAPE_BROKER_PASSWORD``.
     """
     env = os.environ if env is None else env
     host = env.get("RUCIO_BASE_URL") or env.get("RUCIO_HOST")
@@ -205,6 +230,10 @@ def instance_from_env(env: Mapping[str, str] | None = None) -> LakeConfig | None
         mount_path=env.get("ESCAPE_MOUNT_PATH"),
         cric_feed=env.get("ESCAPE_CRIC_FEED"),
         network_feed=env.get("ESCAPE_NETWORK_FEED"),
+        broker=env.get("ESCAPE_BROKER_URL"),
+        broker_destination=env.get("ESCAPE_BROKER_DESTINATION", "/topic/rucio.events"),
+        broker_vhost=env.get("ESCAPE_BROKER_VHOST"),
+        broker_username=env.get("ESCAPE_BROKER_USERNAME"),
         source="environment",
     )
     return _env_secrets(config, env)
@@ -277,6 +306,9 @@ def embedded_instance(env: Mapping[str, str] | None = None) -> LakeConfig | None
         mount_path=state.get("mount_path"),
         cric_feed=state.get("cric_feed"),
         network_feed=state.get("perfsonar_feed"),
+        broker=state.get("broker"),
+        broker_destination=state.get("broker_destination", "/topic/rucio.events"),
+        broker_vhost=state.get("broker_vhost"),
         source=str(state["data_dir"]),
     )
 

@@ -6,8 +6,12 @@ dataset summary per poll, never one request per file — and delivers
 
     watch = when_available(lake, rule.id, lambda event: print("ready:", event.progress))
 
-Rucio can also publish rule notifications on a message broker; the embedded lake runs
-none, so polling is what this module does (see the closing notes of issue 4).
+Where the instance has a message broker (``broker`` in its configuration; the embedded
+lake runs one), the watch follows Rucio's notifications instead: it asks Rucio for a
+rule's progress when a notification concerns the rule (``RULE_OK``, ``RULE_PROGRESS``,
+transfers queued/done/failed into its storage), and otherwise only every
+``fallback_interval`` seconds as a safety net. If the broker cannot be reached, or the
+connection drops, it polls with backoff as without one, and says so in ``warnings``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 
 from escape_portal.errors import LakeError
 from escape_portal.lake import Lake, RuleProgress
+from escape_portal.notifications import Notification, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +37,8 @@ class ProgressEvent:
     progress: RuleProgress
     eta_seconds: float | None
     error: str | None = None
+    #: What prompted this observation: ``start``, ``poll`` (timer) or ``notification``.
+    trigger: str = "poll"
 
     @property
     def state(self) -> str:
@@ -55,6 +62,9 @@ def estimate_seconds_left(samples: list[tuple[float, int]], bytes_total: int) ->
 
 
 Callback = Callable[[ProgressEvent], None]
+#: Seconds between two observations prompted by transfers into a rule's storage that do
+#: not name the rule.
+RSE_HINT_GAP = 5.0
 
 
 class Watch:
@@ -75,6 +85,14 @@ class Watch:
         nothing changes, up to ``max_interval``.
     timeout
         Give up after this many seconds.
+    notifications
+        Follow Rucio's notifications on the instance's broker: ``None`` (default) when one
+        is configured, ``False`` never, or a started :class:`Subscription` to share.
+    fallback_interval
+        While notifications arrive, ask Rucio anyway after this many quiet seconds.
+    min_gap
+        Seconds between two observations prompted by notifications (a burst of transfer
+        events costs one request).
     """
 
     def __init__(
@@ -88,6 +106,9 @@ class Watch:
         first_interval: float = 1.0,
         max_interval: float = 30.0,
         timeout: float = 24 * 3600.0,
+        notifications: Subscription | bool | None = None,
+        fallback_interval: float = 120.0,
+        min_gap: float = 1.0,
     ) -> None:
         self.lake = lake
         self.rule_ids = list(rule_ids)
@@ -97,6 +118,19 @@ class Watch:
         self.first_interval = first_interval
         self.max_interval = max_interval
         self.timeout = timeout
+        self.fallback_interval = fallback_interval
+        self.min_gap = min_gap
+        self.warnings: list[str] = []
+        #: Requests made to Rucio (one per rule observation).
+        self.polls = 0
+        #: Notifications that concerned these rules.
+        self.notified = 0
+        self._notifications = notifications
+        self._subscription: Subscription | None = None
+        self._owns_subscription = False
+        self._targets: dict[str, set[str]] = {}
+        self._wake = threading.Event()
+        self._last_rse_hint = 0.0
         self.latest: dict[str, ProgressEvent] = {}
         self._samples: dict[str, list[tuple[float, int]]] = {r: [] for r in self.rule_ids}
         self._stop = threading.Event()
@@ -105,44 +139,103 @@ class Watch:
 
     def start(self) -> Watch:
         """Start following; returns ``self``."""
+        self._subscribe()
         self._thread.start()
         return self
 
     def stop(self) -> None:
         """Stop following (callbacks stop)."""
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout=5)
+        self._unsubscribe()
+
+    @property
+    def following_notifications(self) -> bool:
+        """Whether updates currently come from the broker (else from polling)."""
+        return self._subscription is not None and self._subscription.connected
+
+    def _subscribe(self) -> None:
+        wanted = self._notifications
+        if wanted is False or (wanted is None and not self.lake.config.broker):
+            return
+        if isinstance(wanted, Subscription):
+            self._subscription = wanted
+        else:
+            try:
+                self._subscription = Subscription(self.lake.config).start()
+            except LakeError as exc:
+                self.warnings.append(str(exc))
+                log.warning("escape-portal: %s", exc)
+                return
+            self._owns_subscription = True
+        self._subscription.add_listener(self._on_notification)
+        self._subscription.add_disconnect_listener(self._wake.set)
+
+    def _unsubscribe(self) -> None:
+        subscription, self._subscription = self._subscription, None
+        if subscription is None:
+            return
+        subscription.remove_listener(self._on_notification)
+        subscription.remove_disconnect_listener(self._wake.set)
+        if self._owns_subscription:
+            subscription.close()
+
+    def _on_notification(self, notification: Notification) -> None:
+        rule_id = notification.rule_id
+        if rule_id is not None:
+            concerned = rule_id in self.rule_ids
+        else:
+            # Transfers into the rules' storage, which may be other people's: a hint at
+            # most every RSE_HINT_GAP seconds.
+            rse = notification.destination_rse
+            now = time.monotonic()
+            concerned = (
+                notification.is_transfer
+                and rse is not None
+                and any(rse in targets for targets in self._targets.values())
+                and now - self._last_rse_hint >= RSE_HINT_GAP
+            )
+            if concerned:
+                self._last_rse_hint = now
+        if concerned:
+            self.notified += 1
+            self._wake.set()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every rule is done (or the watch ended); return whether it finished."""
         return self._finished.wait(timeout)
 
-    def poll_once(self) -> list[ProgressEvent]:
+    def poll_once(self, trigger: str = "poll") -> list[ProgressEvent]:
         """Observe every rule not yet done once; deliver callbacks; return what changed."""
         changed = []
         for rule_id in self.rule_ids:
             previous = self.latest.get(rule_id)
             if previous is not None and previous.done:
                 continue
-            event = self._observe(rule_id, previous)
+            event = self._observe(rule_id, previous, trigger)
             if previous is None or _key(previous) != _key(event):
                 changed.append(event)
                 self.latest[rule_id] = event
                 self._deliver(event)
         return changed
 
-    def _observe(self, rule_id: str, previous: ProgressEvent | None) -> ProgressEvent:
+    def _observe(self, rule_id: str, previous: ProgressEvent | None, trigger: str) -> ProgressEvent:
+        self.polls += 1
         try:
             progress = self.lake.rule_progress(rule_id)
+            if self._subscription is not None and rule_id not in self._targets:
+                # Transfer events name their destination storage, not always the rule.
+                self._targets[rule_id] = set(self.lake.resolve_rses(progress.rule.rse_expression))
         except LakeError as exc:
             if previous is None:
                 raise
-            return ProgressEvent(rule_id, previous.progress, None, error=str(exc))
+            return ProgressEvent(rule_id, previous.progress, None, error=str(exc), trigger=trigger)
         samples = self._samples[rule_id]
         samples.append((time.monotonic(), progress.bytes_done))
         del samples[:-10]  # the recent rate
         return ProgressEvent(
-            rule_id, progress, estimate_seconds_left(samples, progress.bytes_total)
+            rule_id, progress, estimate_seconds_left(samples, progress.bytes_total), trigger=trigger
         )
 
     def _deliver(self, event: ProgressEvent) -> None:
@@ -162,19 +255,37 @@ class Watch:
     def _run(self) -> None:
         deadline = time.monotonic() + self.timeout
         interval = self.first_interval
+        trigger = "start"
+        warned = False
         try:
             while not self._stop.is_set() and time.monotonic() < deadline:
-                changed = self.poll_once()
+                self._wake.clear()
+                changed = self.poll_once(trigger)
                 if all(e.done for e in self.latest.values()) and len(self.latest) == len(
                     self.rule_ids
                 ):
                     return
+                if self.following_notifications:
+                    quiet = min(self.fallback_interval, deadline - time.monotonic())
+                    woken = self._wake.wait(quiet)
+                    trigger = "notification" if woken else "poll"
+                    if woken:
+                        self._stop.wait(self.min_gap)  # one request for a burst of events
+                    continue
+                if self._subscription is not None and not warned:
+                    warned = True
+                    message = f"The connection to the broker {self._subscription.url} dropped"
+                    self.warnings.append(message + "; polling Rucio instead.")
+                    log.warning("escape-portal: %s; polling Rucio instead", message)
                 interval = self.first_interval if changed else min(self.max_interval, interval * 2)
                 self._stop.wait(interval)
+                trigger = "poll"
         except LakeError:
             log.exception("escape-portal: following rules %s failed", self.rule_ids)
         finally:
             self._finished.set()
+            if self._owns_subscription:
+                self._unsubscribe()
 
 
 def _key(event: ProgressEvent) -> tuple[object, ...]:

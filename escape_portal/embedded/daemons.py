@@ -1,9 +1,10 @@
 """Rucio's daemons for the embedded lake, in one process.
 
 Runs Rucio's own judge (evaluator, injector, repairer, cleaner), conveyor (submitter,
-poller, finisher), reaper, undertaker and abacus (collection replicas, account and storage
-usage) loops as threads, with short sleeps so that a rule goes
-REPLICATING -> OK within seconds, and registers the POSIX transfertool with the conveyor.
+poller, finisher), reaper, undertaker, abacus (collection replicas, account and storage
+usage) and, when a broker is configured, hermes (notifications) loops as threads, with
+short sleeps so that a rule goes REPLICATING -> OK within seconds, and registers the
+POSIX transfertool with the conveyor.
 Started by the supervisor as ``python -m escape_portal.embedded.daemons`` with
 ``RUCIO_CONFIG`` set; stops on SIGTERM/SIGINT.
 """
@@ -40,6 +41,7 @@ def _daemons() -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
         return ExpiringObjectCache(ttl=30, new_obj_fnc=lambda: Topology())
 
     return [
+        *_hermes(),
         (
             "judge-evaluator",
             lambda: evaluator.re_evaluator(sleep_time=FAST, did_limit=1000),
@@ -96,6 +98,19 @@ def _daemons() -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
         ("abacus-account", lambda: account.account_update(sleep_time=FAST * 2), account.stop),
         ("abacus-rse", lambda: rse.rse_update(sleep_time=SLOW), rse.stop),
     ]
+
+
+def _hermes() -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
+    """Hermes, delivering Rucio's notifications to the broker, if ``rucio.cfg`` names one."""
+    from rucio.common.config import config_get_list
+
+    if "activemq" not in config_get_list(
+        "hermes", "services_list", raise_exception=False, default=[], check_config_table=False
+    ):
+        return []
+    from rucio.daemons.hermes import hermes
+
+    return [("hermes", lambda: hermes.hermes(bulk=1000, sleep_time=FAST), hermes.stop)]
 
 
 def main() -> int:

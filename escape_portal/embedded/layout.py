@@ -126,7 +126,12 @@ class LakePaths:
 
 
 def write_rucio_config(
-    paths: LakePaths, *, server_port: int, memcached_port: int, database_url: str | None = None
+    paths: LakePaths,
+    *,
+    server_port: int,
+    memcached_port: int,
+    broker_port: int | None = None,
+    database_url: str | None = None,
 ) -> None:
     """Write ``rucio.cfg`` and ``alembic.ini`` for server and daemons.
 
@@ -138,6 +143,8 @@ def write_rucio_config(
         Port of the Rucio REST server on 127.0.0.1.
     memcached_port
         Port of the memcached that Rucio's server and daemons cache through.
+    broker_port
+        Port of the STOMP broker hermes delivers Rucio's notifications to (``None``: none).
     database_url
         SQLAlchemy URL of the catalogue; ``None`` means SQLite in ``db/rucio.db``.
 
@@ -213,7 +220,21 @@ def write_rucio_config(
         "scheme": "file",
         "user_transfers": "",
     }
-    cfg["messaging-hermes"] = {"enabled": "False"}
+    if broker_port is not None:
+        from escape_portal.embedded.broker import DESTINATION, virtual_host
+
+        # Rucio records notifications for hermes to deliver to the broker, as in production.
+        cfg["hermes"] = {"services_list": "activemq"}
+        cfg["messaging-hermes"] = {
+            "brokers": "127.0.0.1",
+            "port": str(broker_port),
+            "nonssl_port": str(broker_port),
+            "use_ssl": "False",
+            "username": "hermes",
+            "password": "",  # the loopback broker authenticates nobody
+            "destination": DESTINATION,
+            "broker_virtual_host": virtual_host(),
+        }
     cfg["escape_portal"] = {"transfer_dir": str(paths.transfers)}
     paths.make()
     with paths.rucio_cfg.open("w") as handle:

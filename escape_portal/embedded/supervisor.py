@@ -1,7 +1,8 @@
 """Start, stop and inspect the embedded data lake.
 
 ``up`` starts, each in its own process group and all bound to 127.0.0.1: a memcached
-(Rucio's cache), the Rucio REST server under gunicorn, and Rucio's daemons (see
+(Rucio's cache), an HTTP server for the storage elements, a STOMP message broker for
+Rucio's notifications, the Rucio REST server under gunicorn, and Rucio's daemons (see
 :mod:`escape_portal.embedded.daemons`); before the daemons it builds the catalogue and
 seeds the sample data once (see :mod:`escape_portal.embedded.bootstrap`). It is
 idempotent: parts already running are left alone. ``down`` stops what ``up`` started,
@@ -26,6 +27,7 @@ from typing import Any
 
 import requests
 
+from escape_portal.embedded.broker import DESTINATION, virtual_host
 from escape_portal.embedded.feeds import write_feeds
 from escape_portal.embedded.layout import (
     LakePaths,
@@ -35,7 +37,7 @@ from escape_portal.embedded.layout import (
 )
 from escape_portal.embedded.sites import DEFAULT_COMPUTE_SITE, site_by_name
 
-COMPONENTS = ("memcached", "storage", "server", "daemons")
+COMPONENTS = ("memcached", "storage", "broker", "server", "daemons")
 # The processes this Python process started, so that they are reaped when stopped.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 SERVER_START_TIMEOUT = 90.0
@@ -170,14 +172,15 @@ class EmbeddedLake:
         env.pop("RUCIO_HOME", None)
         return env
 
-    def _ports(self) -> tuple[int, int, int]:
-        """Ports of server, memcached and storage: the last ones used while free, else new."""
+    def _ports(self) -> dict[str, int]:
+        """Ports of the listening parts: the last ones used while free, else new ones."""
         saved = json.loads(self._ports_file().read_text()) if self._ports_file().exists() else {}
         ports = {}
         for component, key, wanted in (
             ("server", "server_port", self.port),
             ("memcached", "memcached_port", None),
             ("storage", "storage_port", None),
+            ("broker", "broker_port", None),
         ):
             port = int(wanted or saved.get(key) or 0)
             if port and (
@@ -189,7 +192,7 @@ class EmbeddedLake:
             else:
                 ports[key] = _free_port()
         self._ports_file().write_text(json.dumps(ports))
-        return ports["server_port"], ports["memcached_port"], ports["storage_port"]
+        return ports
 
     def _ports_file(self) -> Path:
         return self.paths.run / "ports.json"
@@ -320,16 +323,24 @@ class EmbeddedLake:
 
         """
         self.paths.make()
-        server_port, memcached_port, storage_port = self._ports()
+        ports = self._ports()
+        server_port, storage_port = ports["server_port"], ports["storage_port"]
         write_rucio_config(
             self.paths,
             server_port=server_port,
-            memcached_port=memcached_port,
+            memcached_port=ports["memcached_port"],
+            broker_port=ports["broker_port"],
             database_url=self.database_url,
         )
         url = f"http://127.0.0.1:{server_port}"
         progress("starting memcached")
-        self._start_memcached(memcached_port)
+        self._start_memcached(ports["memcached_port"])
+        if not _alive(self._pid("broker")):
+            progress("starting the message broker for Rucio's notifications")
+            self._spawn(
+                "broker",
+                [sys.executable, "-m", "escape_portal.embedded.broker", str(ports["broker_port"])],
+            )
         if not _alive(self._pid("storage")):
             progress("serving the storage elements over HTTP")
             self._spawn(
@@ -365,9 +376,10 @@ class EmbeddedLake:
             "cric_feed": str(cric),
             "perfsonar_feed": str(perfsonar),
             "rucio_host": url,
-            "server_port": server_port,
-            "memcached_port": memcached_port,
-            "storage_port": storage_port,
+            **ports,
+            "broker": f"stomp://127.0.0.1:{ports['broker_port']}",
+            "broker_destination": DESTINATION,
+            "broker_vhost": virtual_host(),
             "compute_site": self.compute_site.name,
             "mounted_rse": self.compute_site.rse,
             "mount_path": str(self.mount_path),

@@ -503,6 +503,8 @@ class Lake:
 
         An existing rule of the same account, DID, RSE expression and copies is reused
         (its lifetime extended if the new one would outlive it) instead of duplicated.
+        New rules ask Rucio for notifications (``RULE_OK``, ``DATASETLOCK_OK``), which
+        instances with a message broker publish (see :mod:`escape_portal.notifications`).
 
         Returns
         -------
@@ -531,6 +533,7 @@ class Lake:
                 lifetime=lifetime,
                 activity=activity,
                 comment=comment,
+                notify="Y",
             )
         return self.rule(ids[0]), True
 

@@ -1,5 +1,6 @@
 import datetime as dt
 
+from escape_portal.config import LakeConfig
 from escape_portal.events import Watch, estimate_seconds_left
 from escape_portal.lake import Rule, RuleProgress
 
@@ -26,9 +27,13 @@ def _progress(state: str, files: int, done: int, reason: str | None = None) -> R
 class _ScriptedLake:
     """Stands in for the lake's rule_progress only: the sequence Rucio would report."""
 
-    def __init__(self, answers: list[RuleProgress]) -> None:
+    def __init__(self, answers: list[RuleProgress], broker: str | None = None) -> None:
         self.answers = answers
         self.calls = 0
+        self.config = LakeConfig(name="t", rucio_host="http://127.0.0.1:1", broker=broker)
+
+    def resolve_rses(self, expression: str) -> list[str]:
+        return [expression]
 
     def rule_progress(self, rule_id: str) -> RuleProgress:
         answer = self.answers[min(self.calls, len(self.answers) - 1)]
