@@ -9,6 +9,11 @@ The compute site is one whose storage does not yet hold the dataset, so each run
 Run with the embedded lake up::
 
     .venv/bin/python bench/make_available.py [--data-dir DIR] [--dataset scale:files-10k]
+        [--follow notifications|polling]
+
+``--follow`` chooses how progress is followed: Rucio's notifications from the lake's
+broker (default when the instance has one) or polling alone, to compare the requests
+each costs.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ def main() -> int:
     parser.add_argument("--data-dir")
     parser.add_argument("--dataset", default="scale:files-10k")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--follow", choices=("notifications", "polling"), default="notifications")
     args = parser.parse_args()
 
     _, lake = running_lake(args.data_dir)
@@ -69,7 +75,12 @@ def main() -> int:
             polls += 1
 
         progress = wait_for(
-            lake, request.rule.id, timeout=args.timeout, on_progress=count, max_interval=5
+            lake,
+            request.rule.id,
+            timeout=args.timeout,
+            on_progress=count,
+            max_interval=5,
+            notifications=None if args.follow == "notifications" else False,
         )
         total = time.perf_counter() - started
     finally:
@@ -78,7 +89,10 @@ def main() -> int:
     print(f"dataset {args.dataset}: {files} files, {progress.bytes_total} bytes -> {site.rse}")
     print(f"time to rule (placement + rule):  {to_rule:7.1f} s   ({calls_to_rule} Rucio requests)")
     print(f"time to all available:            {total:7.1f} s   state {progress.state}")
-    print(f"Rucio requests while following:   {calls - calls_to_rule} ({polls} progress events)")
+    print(
+        f"Rucio requests while following:   {calls - calls_to_rule} ({polls} progress events, "
+        f"{args.follow})"
+    )
     print(f"requests per file:                {calls / max(1, files):.4f}")
     lake.delete_rule(request.rule.id)
     return 0 if progress.state == "available" else 1

@@ -306,8 +306,13 @@ def wait_for(
     on_progress: Callback | None = None,
     first_interval: float = 1.0,
     max_interval: float = 30.0,
+    notifications: Subscription | bool | None = None,
 ) -> RuleProgress:
-    """Block until the rule is available or stuck, or ``timeout`` passes; its last progress."""
+    """Block until the rule is available or stuck, or ``timeout`` passes; its last progress.
+
+    ``notifications`` is as for :class:`Watch` (default: follow the instance's broker if it
+    has one).
+    """
     watch = Watch(
         lake,
         [rule_id],
@@ -315,6 +320,7 @@ def wait_for(
         first_interval=first_interval,
         max_interval=max_interval,
         timeout=timeout,
+        notifications=notifications,
     ).start()
     watch.wait(timeout + max_interval + 5)
     watch.stop()

@@ -198,3 +198,42 @@ def _watch_survives_broker_death(url: str, process: subprocess.Popen[bytes]) -> 
         watch.stop()
     assert watch.latest["r1"].state == "available"
     assert any("dropped" in w for w in watch.warnings)
+
+
+def test_a_burst_of_notifications_arrives_whole(broker: str) -> None:
+    """Hermes sends hundreds of frames at once; none may be lost or break the broker."""
+    got: list[Notification] = []
+    bodies = [
+        json.dumps(
+            {
+                "event_type": "transfer-done",
+                "payload": {"name": f"f{i}.fits", "dst-url": "http://h:1/a", "rule-id": "r"},
+                "created_at": "2026-11-25 09:00:00.123",
+            }
+        )
+        for i in range(300)
+    ]
+    with Subscription(_config(broker)) as sub:
+        sub.add_listener(got.append)
+        _publish(broker, *bodies)
+        assert _until(lambda: len(got) == 300), f"{len(got)} of 300 arrived"
+        assert sub.connected
+    assert [n.payload["name"] for n in got] == [f"f{i}.fits" for i in range(300)]
+
+
+def test_frame_buffer_waits_for_whole_frames_and_unescapes() -> None:
+    from escape_portal.embedded.broker import FrameBuffer
+
+    wire = (
+        b"\n"  # a heart-beat
+        + b"SEND\ndestination:/topic/a\nnote:a\\cb\nnote:second\ncontent-length:9\n\n"
+        + b'{"k":"v"}\x00'
+        + b"SEND\ndestination:/topic/a\n\nno length\x00"
+    )
+    buffer = FrameBuffer()
+    frames = []
+    for i in range(len(wire)):  # one byte at a time: every split point
+        buffer.append(wire[i : i + 1])
+        frames.extend(buffer)
+    assert [f.body for f in frames] == [b'{"k":"v"}', b"no length"]
+    assert frames[0].headers["note"] == "a:b"  # escaped colon, and the first value wins
