@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import requests
 from rucio.common import exception as rx
@@ -157,6 +159,7 @@ class Lake:
         self.config = config
         self._client: PortalClient | None = None
         self._rse_sites: dict[str, str | None] | None = None
+        self._protocols: dict[str, list[dict[str, Any]]] | None = None
         self._scopes: set[str] | None = None
         self._expressions: dict[str, frozenset[str]] = {}
 
@@ -363,6 +366,44 @@ class Lake:
                     n: self.client.list_rse_attributes(n).get("site") for n in sorted(names)
                 }
         return self._rse_sites
+
+    def rse_protocols(self) -> dict[str, list[dict[str, Any]]]:
+        """Storage element -> its protocols (scheme, hostname, port, prefix), cached."""
+        if self._protocols is None:
+            protocols = {}
+            for rse in self.rse_sites():
+                with self._calling(f"reading the protocols of {rse}"):
+                    info = self.client.get_protocols(rse)
+                protocols[rse] = list(info) if isinstance(info, list) else []
+            self._protocols = protocols
+        return self._protocols
+
+    def dids_from_urls(self, urls: Iterable[str]) -> dict[str, tuple[DID, str]]:
+        """Which lake files these URLs are replicas of: ``url -> (file DID, RSE)``.
+
+        A URL matches a storage element when it has the scheme, host, port and path
+        prefix of one of its protocols; the DID is read back from the deterministic path
+        (Rucio's ``hash`` and ``identity`` conventions) and then confirmed against the
+        catalogue: only URLs that Rucio itself lists as a replica of that DID are returned.
+        (Rucio's own ``get_did_from_pfns`` only understands SRM-style protocols.)
+        """
+        candidates: dict[str, tuple[DID, str]] = {}
+        protocols = self.rse_protocols() if urls else {}
+        for url in urls:
+            found = _did_from_url(url, protocols)
+            if found is not None:
+                candidates[url] = found
+        confirmed: dict[str, tuple[DID, str]] = {}
+        by_did: dict[DID, list[str]] = {}
+        for url, (did, _) in candidates.items():
+            by_did.setdefault(did, []).append(url)
+        with contextlib.suppress(errors.NotFound):
+            for rep in self.file_replicas(by_did):
+                listed = {_normal_url(p) for pfns in rep.pfns.values() for p in pfns}
+                for url in by_did.get(DID(rep.scope, rep.name), []):
+                    if _normal_url(url) in listed:
+                        confirmed[url] = candidates[url]
+        return confirmed
 
     def file_replicas(self, dids: Iterable[DID | str]) -> Iterator[FileReplicas]:
         """Per-file replica states, for the files given (bulk, 100 per request)."""
@@ -593,6 +634,56 @@ class Lake:
             bytes_total=bytes_total,
             stuck_reason=rule.error if (rule.state == "STUCK" or rule.locks_stuck) else None,
         )
+
+
+def _normal_url(url: str) -> str:
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if host == "127.0.0.1":
+        host = "localhost"
+    path = unquote(parts.path).replace("//", "/")
+    return f"{parts.scheme}://{host}:{parts.port or ''}{path}"
+
+
+def _did_from_url(url: str, protocols: dict[str, list[dict[str, Any]]]) -> tuple[DID, str] | None:
+    """The file DID a URL's path encodes on the storage element it belongs to, if any."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    path = unquote(parts.path)
+    loopback = {"localhost", "127.0.0.1"}
+    for rse, protos in protocols.items():
+        for proto in protos:
+            if proto.get("scheme") != parts.scheme:
+                continue
+            proto_host = str(proto.get("hostname") or "").lower()
+            if proto_host != host and not (proto_host in loopback and host in loopback):
+                continue
+            port = int(proto.get("port") or 0)
+            if port and parts.port and port != parts.port:
+                continue
+            prefix = "/" + str(proto.get("prefix") or "").strip("/")
+            prefix = prefix.rstrip("/") + "/"
+            if not path.startswith(prefix):
+                continue
+            did = _did_from_path(path[len(prefix) :].strip("/"))
+            if did is not None:
+                return did, rse
+    return None
+
+
+def _did_from_path(relative: str) -> DID | None:
+    """Invert Rucio's deterministic ``hash`` (scope/ab/cd/name) or ``identity`` paths."""
+    segments = relative.split("/")
+    if len(segments) < 2 or not segments[-1]:
+        return None
+    name = segments[-1]
+    if len(segments) >= 4:
+        scope_parts, h1, h2 = segments[:-3], segments[-3], segments[-2]
+        scope = ".".join(scope_parts)
+        digest = hashlib.md5(f"{scope}:{name}".encode(), usedforsecurity=False).hexdigest()
+        if digest[:2] == h1 and digest[2:4] == h2:
+            return DID(scope, name)
+    return DID(".".join(segments[:-1]), name)  # identity, or a guess the catalogue checks
 
 
 def _lower_type(value: Any) -> DIDType | None:
