@@ -70,6 +70,11 @@ class LakeConfig:
         Topic or queue of those notifications (Rucio's ``[messaging-hermes]
         destination``), the STOMP virtual host, and credentials (the password only from
         ``ESCAPE_BROKER_PASSWORD``).
+    vo_url
+        Base URL of a Virtual Observatory endpoint publishing this lake's datasets (TAP at
+        ``/tap``, SIA2 at ``/sia2/query``, Cone Search at ``/scs/query``, DataLink at
+        ``/datalink/links``, RegTAP through ``/tap``); from ``ESCAPE_VO_URL``, the embedded
+        lake's own endpoint for the embedded instance.
 
     """
 
@@ -98,6 +103,7 @@ class LakeConfig:
     broker_vhost: str | None = None
     broker_username: str | None = None
     broker_password: str | None = field(default=None, repr=False)
+    vo_url: str | None = None
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -198,7 +204,8 @@ def instance_from_env(env: Mapping[str, str] | None = None) -> LakeConfig | None
     ``RUCIO_CA_CERT``, ``X509_USER_PROXY``, ``RUCIO_TIMEOUT``, and for the compute:
     ``ESCAPE_COMPUTE_SITE`` (or ``SITE_NAME``), ``ESCAPE_MOUNTED_RSE``, ``ESCAPE_MOUNT_PATH``,
     and for notifications: ``ESCAPE_BROKER_URL``, ``ESCAPE_BROKER_DESTINATION``,
-    ``ESCAPE_BROKER_VHOST``, ``ESCAPE_BROKER_USERNAME``, ``ESCAPE_BROKER_PASSWORD``.
+    ``ESCAPE_BROKER_VHOST``, ``ESCAPE_BROKER_USERNAME``, ``ESCAPE_BROKER_PASSWORD``, and
+    ``ESCAPE_VO_URL`` for the lake's VO endpoint.
     """
     env = os.environ if env is None else env
     host = env.get("RUCIO_BASE_URL") or env.get("RUCIO_HOST")
@@ -234,6 +241,7 @@ def instance_from_env(env: Mapping[str, str] | None = None) -> LakeConfig | None
         broker_destination=env.get("ESCAPE_BROKER_DESTINATION", "/topic/rucio.events"),
         broker_vhost=env.get("ESCAPE_BROKER_VHOST"),
         broker_username=env.get("ESCAPE_BROKER_USERNAME"),
+        vo_url=env.get("ESCAPE_VO_URL"),
         source="environment",
     )
     return _env_secrets(config, env)
@@ -309,6 +317,7 @@ def embedded_instance(env: Mapping[str, str] | None = None) -> LakeConfig | None
         broker=state.get("broker"),
         broker_destination=state.get("broker_destination", "/topic/rucio.events"),
         broker_vhost=state.get("broker_vhost"),
+        vo_url=state.get("vo_url"),
         source=str(state["data_dir"]),
     )
 

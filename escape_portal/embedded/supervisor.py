@@ -2,8 +2,9 @@
 
 ``up`` starts, each in its own process group and all bound to 127.0.0.1: a memcached
 (Rucio's cache), an HTTP server for the storage elements, a STOMP message broker for
-Rucio's notifications, the Rucio REST server under gunicorn, and Rucio's daemons (see
-:mod:`escape_portal.embedded.daemons`); before the daemons it builds the catalogue and
+Rucio's notifications, the Rucio REST server under gunicorn, Rucio's daemons (see
+:mod:`escape_portal.embedded.daemons`) and the lake's Virtual Observatory endpoint (see
+:mod:`escape_portal.embedded.vo_server`); before the daemons it builds the catalogue and
 seeds the sample data once (see :mod:`escape_portal.embedded.bootstrap`). It is
 idempotent: parts already running are left alone. ``down`` stops what ``up`` started,
 by process id. Logs go to ``DATA_DIR/logs``.
@@ -37,7 +38,7 @@ from escape_portal.embedded.layout import (
 )
 from escape_portal.embedded.sites import DEFAULT_COMPUTE_SITE, site_by_name
 
-COMPONENTS = ("memcached", "storage", "broker", "server", "daemons")
+COMPONENTS = ("memcached", "storage", "broker", "server", "daemons", "vo")
 # The processes this Python process started, so that they are reaped when stopped.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 SERVER_START_TIMEOUT = 90.0
@@ -181,6 +182,7 @@ class EmbeddedLake:
             ("memcached", "memcached_port", None),
             ("storage", "storage_port", None),
             ("broker", "broker_port", None),
+            ("vo", "vo_port", None),
         ):
             port = int(wanted or saved.get(key) or 0)
             if port and (
@@ -370,6 +372,18 @@ class EmbeddedLake:
         if not _alive(self._pid("daemons")):
             progress("starting Rucio's daemons")
             self._spawn("daemons", [sys.executable, "-m", "escape_portal.embedded.daemons"])
+        if not _alive(self._pid("vo")):
+            progress("publishing the lake in the Virtual Observatory (TAP, SIA2, SCS, DataLink)")
+            self._spawn(
+                "vo",
+                [
+                    sys.executable,
+                    "-m",
+                    "escape_portal.embedded.vo_server",
+                    str(self.paths.root),
+                    str(ports["vo_port"]),
+                ],
+            )
         cric, perfsonar = write_feeds(self.paths, self.compute_site)
         state = {
             "data_dir": str(self.paths.root),
@@ -380,6 +394,7 @@ class EmbeddedLake:
             "broker": f"stomp://127.0.0.1:{ports['broker_port']}",
             "broker_destination": DESTINATION,
             "broker_vhost": virtual_host(),
+            "vo_url": f"http://127.0.0.1:{ports['vo_port']}",
             "compute_site": self.compute_site.name,
             "mounted_rse": self.compute_site.rse,
             "mount_path": str(self.mount_path),

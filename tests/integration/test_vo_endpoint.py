@@ -1,0 +1,185 @@
+"""The embedded lake's VO endpoint, through unmodified pyvo (and STILTS taplint if present)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import zlib
+from pathlib import Path
+
+import pytest
+import requests
+
+from escape_portal.config import LakeConfig
+from escape_portal.embedded.supervisor import EmbeddedLake
+
+pytestmark = pytest.mark.lake
+
+CRAB = (83.6331, 22.0145)
+
+
+@pytest.fixture(scope="module")
+def vo_url(embedded_lake: EmbeddedLake, lake_config: LakeConfig) -> str:
+    assert lake_config.vo_url, "lake up did not publish vo_url"
+    response = requests.get(f"{lake_config.vo_url}/tap/availability", timeout=10)
+    assert response.ok
+    return lake_config.vo_url
+
+
+@pytest.fixture(scope="module")
+def astropy_cache(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """An isolated astropy cache, seeded with the vocabulary pyvo ships (never fetched)."""
+    root = tmp_path_factory.mktemp("astropy")
+    for sub in ("cache/astropy", "config/astropy"):
+        (root / sub).mkdir(parents=True)
+    return {"XDG_CACHE_HOME": str(root / "cache"), "XDG_CONFIG_HOME": str(root / "config")}
+
+
+def _pyvo(script: str, vo_url: str, env_extra: dict[str, str]) -> str:
+    """Run pyvo in a fresh interpreter (IVOA_REGISTRY is read at import), warnings as errors."""
+    prologue = textwrap.dedent(
+        f"""
+        import warnings
+        warnings.simplefilter("error")
+        from pathlib import Path
+        import pyvo
+        from astropy.utils.data import import_file_to_cache
+        import_file_to_cache(
+            "http://www.ivoa.net/rdf/messenger",
+            str(Path(pyvo.__file__).parent / "registry/tests/data/messenger.desise"),
+            remove_original=False,
+        )
+        URL = {vo_url!r}
+        """
+    )
+    env = {**os.environ, **env_extra, "IVOA_REGISTRY": f"{vo_url}/tap"}
+    done = subprocess.run(
+        [sys.executable, "-c", prologue + textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_sia2_scs_tap_find_the_crab(vo_url: str) -> None:
+    import pyvo
+
+    sia = pyvo.dal.SIA2Service(f"{vo_url}/sia2")
+    found = sia.search(pos=(*CRAB, 0.5), facility="CTAO").to_table()
+    assert len(found) >= 6
+    assert set(found["target_name"]) == {"Crab"}
+    assert all(str(d).startswith("ivo://escape.eu/lake?cta:") for d in found["obs_publisher_did"])
+    scs = pyvo.dal.SCSService(f"{vo_url}/scs/query")
+    cone = scs.search(pos=CRAB, radius=0.1).to_table()
+    assert "cta:crab-2024.dl3.0001.fits" in set(cone["lake_did"])
+    tap = pyvo.dal.TAPService(f"{vo_url}/tap")
+    result = tap.search(
+        "SELECT obs_publisher_did, lake_dataset, facility_name, s_region FROM ivoa.obscore "
+        f"WHERE CONTAINS(POINT('ICRS', s_ra, s_dec), CIRCLE('ICRS', {CRAB[0]}, {CRAB[1]}, 1)) = 1"
+    ).to_table()
+    assert set(result["facility_name"]) == {"CTAO"}
+    assert {"cta:crab-2024.dl3", "cta:crab-2024.sky"} <= set(result["lake_dataset"])
+    assert str(result["s_region"][0]).startswith("Circle ICRS")
+    assert "s_ra" in [c.name for c in tap.tables["ivoa.obscore"].columns]
+
+
+def test_tap_overflow_and_errors(vo_url: str) -> None:
+    import pyvo
+
+    tap = pyvo.dal.TAPService(f"{vo_url}/tap")
+    assert len(tap.search("SELECT obs_id FROM ivoa.obscore", maxrec=3)) == 3
+    body = requests.get(
+        f"{vo_url}/tap/sync",
+        params={"LANG": "ADQL", "QUERY": "SELECT obs_id FROM ivoa.obscore", "MAXREC": "2"},
+        timeout=10,
+    ).text
+    assert '<INFO name="QUERY_STATUS" value="OVERFLOW"/>' in body
+    with pytest.raises(pyvo.dal.DALQueryError, match="Unknown table 'secrets'"):
+        tap.search("SELECT * FROM secrets")
+    with pytest.raises(pyvo.dal.DALQueryError, match="Only SELECT"):
+        tap.search("DELETE FROM ivoa.obscore")
+    response = requests.post(
+        f"{vo_url}/tap/sync", data={"LANG": "ADQL", "QUERY": "SELEC x FRM"}, timeout=10
+    )
+    assert response.status_code == 400 and 'value="ERROR"' in response.text
+
+
+def test_datalink_this_downloads_the_file(vo_url: str, lake_config: LakeConfig) -> None:
+    import pyvo
+
+    tap = pyvo.dal.TAPService(f"{vo_url}/tap")
+    row = tap.search(
+        "SELECT access_url, lake_did FROM ivoa.obscore "
+        "WHERE lake_did = 'cta:crab-2024.dl3.0001.fits'"
+    ).to_table()[0]
+    links = pyvo.dal.DALResults.from_result_url(str(row["access_url"])).to_table()
+    this = [r for r in links if r["semantics"] == "#this"]
+    assert this and all(str(r["access_url"]).startswith("http://127.0.0.1:") for r in this)
+    distances = [float(r["distance_km"]) for r in this]
+    assert distances == sorted(distances)
+    assert this[0]["site"] == lake_config.compute_site  # a copy at CERN is nearest
+    data = requests.get(str(this[0]["access_url"]), timeout=30).content
+    from escape_portal.lake import Lake
+
+    replica = next(iter(Lake(lake_config).file_replicas([str(row["lake_did"])])))
+    assert f"{zlib.adler32(data) & 0xFFFFFFFF:08x}" == replica.adler32
+    from_pic = requests.get(
+        f"{vo_url}/datalink/links", params={"ID": this[0]["ID"], "SITE": "PIC"}, timeout=30
+    ).text
+    assert "#this" in from_pic
+    unknown = requests.get(
+        f"{vo_url}/datalink/links", params={"ID": "ivo://escape.eu/lake?cta:nope.fits"}, timeout=30
+    ).text
+    assert "NotFoundFault" in unknown
+
+
+def test_resolver(vo_url: str) -> None:
+    answer = requests.get(f"{vo_url}/resolve", params={"name": "crab"}, timeout=10)
+    assert answer.json() == {"name": "Crab", "ra": CRAB[0], "dec": CRAB[1]}
+    missing = requests.get(f"{vo_url}/resolve", params={"name": "Vega"}, timeout=10)
+    assert missing.status_code == 404 and "Known targets" in missing.json()["hint"]
+
+
+def test_registry_search_finds_the_lake(
+    vo_url: str, astropy_cache: dict[str, str], embedded_lake: EmbeddedLake
+) -> None:
+    extra = embedded_lake.paths.root / "vo" / "registry-extra.json"
+    assert not extra.exists() or extra.read_text()  # optional; we only read it
+    out = _pyvo(
+        """
+        from pyvo import registry
+        sia = registry.search(keywords=["gamma"], servicetype="sia2", waveband="gamma-ray")
+        print("SIA2", [r.ivoid for r in sia])
+        tap = registry.search(keywords=["lake"], servicetype="tap")
+        print("TAP", [r.ivoid for r in tap], tap[0].get_service("tap").baseurl)
+        scs = registry.search(servicetype="scs", waveband="neutrino")
+        print("SCS", [r.ivoid for r in scs], scs[0].get_service("scs").baseurl)
+        none = registry.search(keywords=["xyzzy-nothing"])
+        print("NONE", len(none))
+        """,
+        vo_url,
+        astropy_cache,
+    )
+    assert "SIA2 ['ivo://escape.eu/lake/sia2']" in out
+    assert f"TAP ['ivo://escape.eu/lake/tap'] {vo_url}/tap" in out
+    assert f"SCS ['ivo://escape.eu/lake/scs'] {vo_url}/scs/query" in out
+    assert "NONE 0" in out
+
+
+@pytest.mark.skipif(shutil.which("stilts") is None, reason="STILTS is not installed "
+                    "(Debian: apt-get install stilts); taplint is skipped")  # fmt: skip
+def test_taplint_has_no_errors(vo_url: str, tmp_path: Path) -> None:
+    done = subprocess.run(
+        ["stilts", "taplint", f"tapurl={vo_url}/tap", "stages=-UWS -QAS -UPL -EXA",
+         "report=EW", "maxtable=5"],
+        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    summary = [line for line in done.stdout.splitlines() if line.startswith("Totals")]
+    assert summary and "Errors: 0" in summary[-1], done.stdout[-4000:]
