@@ -89,3 +89,11 @@ class LakeUnavailable(LakeError):
         super().__init__(message, hint)
         self.url = url
         self.timeout = timeout
+
+
+class ServiceUnavailable(LakeUnavailable):
+    """A Virtual Observatory service (registry, name resolver, DataLink) could not be used.
+
+    It could not be reached, did not answer in time, or answered something that is not
+    what the protocol promises (an HTML page, a malformed VOTable). ``url`` names it.
+    """
