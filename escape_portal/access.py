@@ -15,10 +15,15 @@ Instead of downloading, a remote replica offered over HTTP(S) can be **streamed*
 so one FITS header costs a few blocks, not the file.
 
 Readers return astropy objects: :meth:`Access.fits` (an ``HDUList``), :meth:`Access.table`.
+
+Files that are not in the lake (a VO result's ``access_url``) are downloaded into the
+same cache by :meth:`Cache.fetch_url`, as atomically (size checked against
+``Content-Length`` where the server sends one).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -88,6 +93,60 @@ class Cache:
         """Number of files and bytes in the cache."""
         sizes = [p.stat().st_size for p in self.entries()]
         return len(sizes), sum(sizes)
+
+    def fetch_url(
+        self,
+        url: str,
+        *,
+        timeout: float = DOWNLOAD_TIMEOUT,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> Path:
+        """Download ``url`` (not a lake file) into the cache; reuse a complete copy.
+
+        The copy lives at ``ROOT/_web/<hash of the URL>/<file name>``; it is written to a
+        hidden ``.part`` file and renamed into place only when complete (and as long as
+        ``Content-Length`` says), so an interrupted download never looks complete.
+
+        Raises
+        ------
+        LakeError
+            If the download fails (nothing incomplete is kept) or does not fit the cache.
+
+        """
+        if not url.startswith(("http://", "https://")):
+            raise LakeError(
+                f"Only http(s) URLs can be downloaded, not {url!r}.",
+                "Open it with the tool its scheme needs.",
+            )
+        digest = hashlib.sha256(url.encode()).hexdigest()[:24]
+        name = os.path.basename(url.split("?", 1)[0].rstrip("/")) or "download"
+        target = self.root / "_web" / digest / name
+        if target.is_file():
+            os.utime(target)
+            return target
+        try:
+            with requests.get(url, stream=True, timeout=timeout) as response:
+                response.raise_for_status()
+                length = response.headers.get("Content-Length")
+                encoded = response.headers.get("Content-Encoding", "identity") != "identity"
+                expected = int(length) if length and length.isdigit() and not encoded else None
+                if expected is not None:
+                    self.make_room(expected)
+                response.raw.decode_content = True
+                write_verified(
+                    response.raw,
+                    target,
+                    expected_bytes=expected,
+                    expected_adler32=None,
+                    label=url,
+                    on_bytes=on_bytes,
+                )
+        except (OSError, ValueError, requests.RequestException) as exc:
+            raise LakeError(
+                f"Downloading {url} failed: {exc}",
+                "Nothing incomplete was kept; try again later.",
+            ) from exc
+        return target
 
     def make_room(self, needed: int, keep: set[Path] | None = None) -> int:
         """Evict least recently used files until ``needed`` more bytes fit; return bytes freed.

@@ -356,13 +356,21 @@ def _progress_bar(total: int, desc: str) -> Any:
 
 def cmd_make_available(args: argparse.Namespace) -> int:
     """Create or reuse the rules that bring DIDs to storage near compute."""
+    lake = _lake(args)
+    results, worst = _bring_near_compute(lake, [DID.parse(text) for text in args.dids], args)
+    _emit(args, results, lambda: _requests_table(results))
+    return worst
+
+
+def _bring_near_compute(
+    lake: Lake, dids: list[DID], args: argparse.Namespace
+) -> tuple[list[dict[str, Any]], int]:
+    """Rules for ``dids`` near compute (or to ``--rse``), followed with ``--wait``."""
     from escape_portal.placement import make_available
 
-    lake = _lake(args)
     lifetime = parse_lifetime(args.lifetime)
-    dids = [DID.parse(text) for text in args.dids]
     requests: list[tuple[DID, Rule | None, bool]]
-    if args.rse:
+    if getattr(args, "rse", None):
         requests = [
             (did, *lake.add_rule(did, args.rse, lifetime=lifetime, comment=args.comment))
             for did in dids
@@ -393,7 +401,8 @@ def cmd_make_available(args: argparse.Namespace) -> int:
             )
         progress = lake.rule_progress(rule.id)
         if args.wait:
-            progress = _wait(lake, rule.id, str(did), args.timeout, quiet=args.json)
+            wait = getattr(args, "wait_timeout", None) or args.timeout
+            progress = _wait(lake, rule.id, str(did), wait, quiet=args.json)
             if progress.state != "available":
                 worst = EXIT_NOT_AVAILABLE
                 if not args.json:
@@ -402,23 +411,22 @@ def cmd_make_available(args: argparse.Namespace) -> int:
         results.append(
             {"did": str(did), "created": created, "state": progress.state, **progress.to_dict()}
         )
-    _emit(
-        args,
-        results,
-        lambda: table(
-            [
-                (
-                    r["did"],
-                    r["rule"]["id"] if r["rule"] else "-",
-                    r["state"],
-                    f"{r.get('files_done', '-')}/{r.get('files_total', '-')}",
-                )
-                for r in results
-            ],
-            ["did", "rule", "state", "files"],
-        ),
+    return results, worst
+
+
+def _requests_table(results: list[dict[str, Any]]) -> str:
+    return table(
+        [
+            (
+                r["did"],
+                r["rule"]["id"] if r["rule"] else "-",
+                r["state"],
+                f"{r.get('files_done', '-')}/{r.get('files_total', '-')}",
+            )
+            for r in results
+        ],
+        ["did", "rule", "state", "files"],
     )
-    return worst
 
 
 def _wait(lake: Lake, rule_id: str, label: str, timeout: float, *, quiet: bool) -> RuleProgress:
@@ -570,6 +578,264 @@ def cmd_tour(args: argparse.Namespace) -> int:
 # -- parser -------------------------------------------------------------------------------
 
 
+# -- the Virtual Observatory --------------------------------------------------------------
+
+
+def _vo_instance(args: argparse.Namespace) -> Any:
+    """The lake instance, for its VO endpoint and linking (``None`` if none is configured)."""
+    from escape_portal.config import select_instance
+
+    try:
+        return select_instance(args.instance)
+    except InvalidRequest:
+        if args.instance:
+            raise
+        return None
+
+
+def _registry_url(args: argparse.Namespace, config: Any) -> str:
+    if args.registry:
+        return str(args.registry)
+    if os.environ.get("IVOA_REGISTRY"):
+        return os.environ["IVOA_REGISTRY"]
+    if config is not None and config.vo_url:
+        return f"{config.vo_url.rstrip('/')}/tap"
+    raise InvalidRequest(
+        "No VO registry is configured.",
+        "Give --registry URL (a RegTAP service), set IVOA_REGISTRY, or start the embedded "
+        "lake ('escape-portal lake up'), whose registry lists its services.",
+    )
+
+
+def _range(text: str | None, what: str) -> tuple[float, float] | None:
+    if not text:
+        return None
+    low, sep, high = text.partition("..")
+    try:
+        if not sep:
+            value = float(text)
+            return value, value
+        return float(low), float(high)
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"--{what} {text!r} is not a range of numbers.",
+            f"Write it as LOW..HIGH, e.g. {_EX[what]}.",
+        ) from exc
+
+
+_EX = {"time": "60300..60310 (MJD)", "band": "1e-7..1e-6 (metres)"}
+
+
+def _position(text: str) -> tuple[float, float]:
+    parts = text.replace(",", " ").split()
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return float(parts[0]), float(parts[1])
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"--pos {text!r} is not 'RA DEC' in degrees.", "For example --pos '83.63 22.01'."
+        ) from exc
+
+
+def _services_from_args(specs: list[str]) -> list[Any]:
+    from escape_portal.discovery import Service
+
+    services = []
+    for i, spec in enumerate(specs):
+        kind, sep, url = spec.partition("=")
+        if not sep or kind not in ("tap", "sia2", "scs", "ssa") or not url.startswith("http"):
+            raise InvalidRequest(
+                f"--service {spec!r} is not KIND=URL.",
+                "KIND is tap, sia2, scs or ssa, e.g. --service tap=https://example.org/tap.",
+            )
+        services.append(Service(f"{kind}-{i + 1}", kind, url))  # type: ignore[arg-type]
+    return services
+
+
+def cmd_vo_registry(args: argparse.Namespace) -> int:
+    """Services of a VO registry matching keywords, service type and waveband."""
+    from escape_portal.discovery import registry_search
+
+    url = _registry_url(args, _vo_instance(args))
+    services = registry_search(
+        keywords=args.keywords or None,
+        servicetype=args.type or None,
+        waveband=args.band or None,
+        registry_url=url,
+        timeout=args.timeout,
+    )
+    data = [
+        {"name": s.name, "kind": s.kind, "url": s.url, "ivoid": s.ivoid, "title": s.title}
+        for s in services
+    ]
+    _emit(
+        args,
+        data,
+        lambda: (
+            table([(s.kind, s.name, s.url) for s in services], ["kind", "service", "url"])
+            if services
+            else f"No service of {url} matches."
+        ),
+    )
+    return 0
+
+
+def cmd_vo_search(args: argparse.Namespace) -> int:
+    """Search VO services at once; mark rows that are lake files; bring them near compute."""
+    from escape_portal.discovery import (
+        Query,
+        link_to_lake,
+        linked_dids,
+        registry_search,
+        resolve_name,
+        search,
+        unique_records,
+    )
+
+    config = _vo_instance(args)
+    pos: Any = _position(args.pos) if args.pos else None
+    query = Query(  # checked here, before any request is sent
+        pos=pos if pos is not None else (0.0, 0.0) if args.name else None,
+        radius=args.radius,
+        time=_range(args.time, "time"),
+        band=_range(args.band, "band"),
+        collection=args.collection,
+        dataproduct_type=args.product,
+        calib_level=args.calib,
+        facility=args.facility,
+        maxrec=args.maxrec,
+        adql=args.adql,
+    )
+    if args.name:
+        resolver = args.resolver or (
+            f"{config.vo_url.rstrip('/')}/resolve" if config and config.vo_url else None
+        )
+        coord = resolve_name(args.name, resolver_url=resolver, timeout=min(args.timeout, 10.0))
+        query = Query(**{**_query_fields(query), "pos": coord})
+        if not args.json:
+            print(f"{args.name}: RA {coord.ra.deg:.4f}, Dec {coord.dec.deg:.4f}", file=sys.stderr)
+    if args.service:
+        services = _services_from_args(args.service)
+    else:
+        services = registry_search(
+            keywords=args.keywords or None,
+            servicetype=["tap"] if args.adql else (args.type or ["tap", "sia2", "scs"]),
+            registry_url=_registry_url(args, config),
+            timeout=args.timeout,
+        )
+        if not services:
+            raise InvalidRequest(
+                "The registry lists no service to ask.", "Try other --keywords or --type."
+            )
+    result = search(services, query, timeout=args.timeout, sync=not args.use_async)
+    rows = result.table if args.all_rows else unique_records(result.table)
+    lake = None
+    warnings = list(result.warnings)
+    if config is not None and len(rows):
+        try:
+            lake = Lake(config)
+            rows = link_to_lake(rows, lake)
+        except LakeError as exc:
+            warnings.append(f"Rows were not linked to the lake: {exc.message}")
+    statuses = [
+        {
+            "service": s.service.name,
+            "kind": s.service.kind,
+            "state": s.state,
+            "rows": s.rows,
+            "seconds": round(s.seconds, 2),
+            "message": s.message,
+        }
+        for s in result.statuses
+    ]
+    shown = [c for c in _VO_COLUMNS if c in rows.colnames]
+    records = [{c: _plain(row[c]) for c in rows.colnames if c != "query"} for row in rows]
+    requests: list[dict[str, Any]] = []
+    worst = 0 if any(s.answered for s in result.statuses) else 6
+    if args.make_available:
+        dids = linked_dids(rows)
+        if lake is None or not dids:
+            warnings.append("No row is a lake file: nothing to make available.")
+        else:
+            requests, code = _bring_near_compute(lake, dids, args)
+            worst = max(worst, code)
+
+    def text() -> str:
+        out = [result.summary(), ""]
+        if len(rows):
+            out.append(
+                table(
+                    [
+                        [
+                            "lake" if str(r.get("lake_did", "")) else "",
+                            *(_cell(r[c]) for c in shown),
+                        ]
+                        for r in records
+                    ],
+                    ["", *shown],
+                )
+            )
+            linked = sum(1 for r in records if r.get("lake_did"))
+            out.append(
+                f"\n{len(records)} rows, {linked} of them lake files "
+                "(marked 'lake': make-available and open work on them)"
+            )
+        if requests:
+            out += ["", _requests_table(requests)]
+        out += [f"warning: {w}" for w in warnings]
+        return "\n".join(out)
+
+    _emit(
+        args,
+        {"statuses": statuses, "rows": records, "requests": requests, "warnings": warnings},
+        text,
+    )
+    return worst
+
+
+_VO_COLUMNS = (
+    "target_name",
+    "dataproduct_type",
+    "s_ra",
+    "s_dec",
+    "t_min",
+    "facility_name",
+    "instrument_name",
+    "obs_id",
+    "service",
+    "lake_did",
+    "lake_rses",
+)
+
+
+def _query_fields(query: Any) -> dict[str, Any]:
+    names = ("pos", "radius", "time", "band", "collection", "dataproduct_type")
+    more = ("calib_level", "facility", "instrument", "maxrec", "adql")
+    return {n: getattr(query, n) for n in names + more}
+
+
+def _plain(value: Any) -> Any:
+    import numpy as np
+
+    if np.ma.is_masked(value):
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     common = argparse.ArgumentParser(add_help=False)
@@ -676,6 +942,53 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("tour", parents=[common], help="a guided tour of the lake").set_defaults(
         func=cmd_tour
     )
+
+    vo = sub.add_parser("vo", parents=[common], help="discover data in the Virtual Observatory")
+    vo_sub = vo.add_subparsers(dest="vo_command", required=True, metavar="VO_COMMAND")
+    reg = vo_sub.add_parser("registry", parents=[common], help="find VO services in a registry")
+    reg.add_argument("keywords", nargs="*", help="words the services' descriptions contain")
+    reg.add_argument("--type", action="append", choices=["tap", "sia2", "scs", "ssa"])
+    reg.add_argument("--band", action="append", help="waveband: radio, optical, gamma-ray, ...")
+    reg.add_argument("--registry", help="RegTAP endpoint (default: IVOA_REGISTRY or the lake's)")
+    reg.add_argument("--timeout", type=float, default=20.0)
+    reg.set_defaults(func=cmd_vo_registry)
+
+    vs = vo_sub.add_parser(
+        "search",
+        parents=[common],
+        help="search many VO services at once; mark and fetch rows that are lake files",
+    )
+    where_ = vs.add_mutually_exclusive_group()
+    where_.add_argument("--pos", help="'RA DEC' in degrees (ICRS)")
+    where_.add_argument("--name", help="an object name, resolved to a position")
+    vs.add_argument("--radius", type=float, help="degrees")
+    vs.add_argument("--time", help="MJD range LOW..HIGH")
+    vs.add_argument("--band", help="wavelength range in metres LOW..HIGH")
+    vs.add_argument("--collection", action="append")
+    vs.add_argument("--product", action="append", help="dataproduct_type: image, event, ...")
+    vs.add_argument("--calib", type=int, action="append", help="calibration level 0..4")
+    vs.add_argument("--facility", action="append")
+    vs.add_argument("--adql", help="raw ADQL for TAP services (experts)")
+    vs.add_argument("--maxrec", type=int, default=1000, help="rows asked of each service")
+    vs.add_argument(
+        "--service", action="append", metavar="KIND=URL", help="ask this service (repeatable)"
+    )
+    vs.add_argument("--keywords", nargs="*", help="registry keywords choosing the services")
+    vs.add_argument("--type", action="append", choices=["tap", "sia2", "scs", "ssa"])
+    vs.add_argument("--registry", help="RegTAP endpoint (default: IVOA_REGISTRY or the lake's)")
+    vs.add_argument("--resolver", help="name resolver URL (default: the lake's, then Sesame)")
+    vs.add_argument("--timeout", type=float, default=15.0, help="seconds per service")
+    vs.add_argument("--async", dest="use_async", action="store_true", help="TAP async jobs")
+    vs.add_argument("--all-rows", action="store_true", help="keep duplicates across services")
+    vs.add_argument(
+        "--make-available", action="store_true", help="bring the lake rows near your compute"
+    )
+    vs.add_argument("--site", help="compute site (default: configured or detected)")
+    vs.add_argument("--lifetime", default="7d", help="with --make-available (default 7d)")
+    vs.add_argument("--comment", default="escape-portal vo search")
+    vs.add_argument("--wait", action="store_true", help="with --make-available: show progress")
+    vs.add_argument("--timeout-wait", dest="wait_timeout", type=float, default=3600.0)
+    vs.set_defaults(func=cmd_vo_search)
     return parser
 
 

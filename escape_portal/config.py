@@ -75,6 +75,10 @@ class LakeConfig:
         ``/tap``, SIA2 at ``/sia2/query``, Cone Search at ``/scs/query``, DataLink at
         ``/datalink/links``, RegTAP through ``/tap``); from ``ESCAPE_VO_URL``, the embedded
         lake's own endpoint for the embedded instance.
+    vo_links
+        Extra rules linking VO results to lake DIDs: ``(column, regular expression)``
+        pairs whose named groups ``scope``/``name`` (or ``did``) give the DID; in TOML a
+        list of tables ``{column = "access_url", pattern = "..."}``.
 
     """
 
@@ -104,6 +108,7 @@ class LakeConfig:
     broker_username: str | None = None
     broker_password: str | None = field(default=None, repr=False)
     vo_url: str | None = None
+    vo_links: tuple[tuple[str, str], ...] = ()
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -152,6 +157,17 @@ def _from_mapping(name: str, values: Mapping[str, Any], source: str) -> LakeConf
     if "rucio_host" not in values:
         raise InvalidRequest(f"Instance {name!r} in {source} has no rucio_host.")
     kwargs = dict(values)
+    if "vo_links" in kwargs:
+        try:
+            kwargs["vo_links"] = tuple(
+                (str(link.get("column", "access_url")), str(link["pattern"]))
+                for link in kwargs["vo_links"]
+            )
+        except (AttributeError, KeyError, TypeError) as exc:
+            raise InvalidRequest(
+                f"Instance {name!r} in {source}: vo_links must be a list of tables "
+                '{column = "...", pattern = "..."}.'
+            ) from exc
     if "timeout" in kwargs:
         kwargs["timeout"] = float(kwargs["timeout"])
     return LakeConfig(name=name, source=source, **kwargs)

@@ -15,8 +15,9 @@ See ``docs/discovery.md``.
 
 from escape_portal.discovery.datalink import Link, datalinks
 from escape_portal.discovery.fanout import DiscoveryResult, ServiceStatus, search
+from escape_portal.discovery.linking import LinkRule, link_to_lake, linked_dids
 from escape_portal.discovery.names import resolve_name
-from escape_portal.discovery.normalise import OBSCORE_COLUMNS
+from escape_portal.discovery.normalise import OBSCORE_COLUMNS, unique_records
 from escape_portal.discovery.query import PRODUCT_TYPES, Query, adql_string, check_adql
 from escape_portal.discovery.services import Service, registry_endpoint, registry_search
 
@@ -25,14 +26,18 @@ __all__ = [
     "PRODUCT_TYPES",
     "DiscoveryResult",
     "Link",
+    "LinkRule",
     "Query",
     "Service",
     "ServiceStatus",
     "adql_string",
     "check_adql",
     "datalinks",
+    "link_to_lake",
+    "linked_dids",
     "registry_endpoint",
     "registry_search",
     "resolve_name",
     "search",
+    "unique_records",
 ]

@@ -219,14 +219,22 @@ def _run(service: Service, query: Query, session: VOSession, sync: bool) -> _Out
         table = results.to_table()
         outcome.rows = len(table)
         status = str(results._status[0] if hasattr(results, "_status") else "OK").lower()
-        outcome.table = to_obscore(
+        normalised = to_obscore(
             table, list(results.fielddescs), service.kind, service.name, outcome.sent
         )
+        # Services that cannot filter on everything asked (a cone search knows only the
+        # position) answer more than was asked for; their rows are checked here.
+        keep = query.matches(normalised) if service.kind != "tap" else None
+        outcome.table = normalised if keep is None or keep.all() else normalised[keep]
+        dropped = 0 if keep is None else int((~keep).sum())
         if status == "overflow" or outcome.rows >= query.maxrec:
             outcome.state = "overflow"
             outcome.message = f"truncated at {outcome.rows} rows"
         else:
             outcome.state = "ok"
+        if dropped:
+            note = f"{dropped} of {outcome.rows} rows outside the query's constraints left out"
+            outcome.message = f"{outcome.message}; {note}" if outcome.message else note
     except _Skipped as exc:
         outcome.state, outcome.message = "error", f"skipped: {exc}"
     except Exception as exc:

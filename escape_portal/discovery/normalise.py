@@ -335,3 +335,36 @@ def merge(parts: Sequence[tuple[str, Table]]) -> Table:
 def empty_obscore() -> Table:
     """An ObsCore-shaped table without rows (what a search that found nothing returns)."""
     return to_obscore(Table(), [], "tap", "", "")
+
+
+def unique_records(table: Table) -> Table:
+    """One row per ``obs_publisher_did``: the fullest found, ``service`` naming every source.
+
+    Several services (a TAP and a SIA2 front of one archive, mirrors) often publish the
+    same record; of those rows the one with the most values is kept (an ObsCore row over a
+    cone search's), in the order first seen. Rows without a publisher DID are all kept.
+    """
+    if len(table) == 0 or "obs_publisher_did" not in table.colnames:
+        return table
+    groups: dict[str, list[int]] = {}
+    order: list[str] = []
+    for i, row in enumerate(table):
+        did = row["obs_publisher_did"]
+        key = "" if np.ma.is_masked(did) else str(did).strip()
+        key = key or f"\x00{i}"  # no publisher DID: a group of its own
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append(i)
+
+    def filled(i: int) -> int:
+        return sum(not np.ma.is_masked(v) and str(v) != "" for v in table[i])
+
+    keep = [max(groups[k], key=lambda i: (filled(i), -i)) for k in order]
+    out = table[keep]
+    if "service" in out.colnames:
+        names = [
+            ", ".join(dict.fromkeys(str(table["service"][i]) for i in groups[k])) for k in order
+        ]
+        out.replace_column("service", names)
+    return out

@@ -398,6 +398,51 @@ class Query:
             where.append(f"calib_level IN ({', '.join(str(int(v)) for v in self.calib_levels)})")
         return where
 
+    def matches(self, table: Any) -> Any:
+        """Which rows of an ObsCore-shaped table meet the constraints (a boolean array).
+
+        For answers of services that cannot filter on everything asked (a cone search
+        knows only the position): a row is dropped only when a value it has contradicts
+        the query; an unknown (masked) value keeps it. Raw ADQL queries keep every row.
+        """
+        import numpy as np
+
+        keep = np.ones(len(table), dtype=bool)
+        if self.adql is not None or len(table) == 0:
+            return keep
+
+        def known(column: str) -> Any:
+            values = np.ma.asarray(table[column]) if column in table.colnames else None
+            return values
+
+        def within(column: str, allowed: tuple[Any, ...]) -> None:
+            values = known(column)
+            if values is None or not allowed:
+                return
+            wanted = {str(a).lower() for a in allowed}
+            for i, value in enumerate(values):
+                if not np.ma.is_masked(value) and str(value).strip().lower() not in wanted:
+                    keep[i] = False
+
+        def overlaps(low_col: str, high_col: str, bounds: tuple[float, float] | None) -> None:
+            if bounds is None or low_col not in table.colnames or high_col not in table.colnames:
+                return
+            low, high = known(low_col), known(high_col)
+            for i in range(len(table)):
+                if not np.ma.is_masked(high[i]) and float(high[i]) < bounds[0]:
+                    keep[i] = False
+                if not np.ma.is_masked(low[i]) and float(low[i]) > bounds[1]:
+                    keep[i] = False
+
+        within("obs_collection", self.collections)
+        within("dataproduct_type", self.product_types)
+        within("facility_name", self.facilities)
+        within("instrument_name", self.instruments)
+        within("calib_level", tuple(str(c) for c in self.calib_levels))
+        overlaps("t_min", "t_max", self.time_mjd)
+        overlaps("em_min", "em_max", self.band_m)
+        return keep
+
     def to_adql(self) -> str:
         """The ADQL sent to ObsCore TAP services: ``adql`` if given, else built from the fields.
 
