@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything ESCAPE Portal needs on a fresh Debian machine, idempotently:
-#   - system packages: memcached (the Rucio server caches through it)
+#   - system packages: memcached (the Rucio server caches through it); STILTS, the
+#     reference VO tool the tests check the lake's TAP service with (optional)
 #   - .venv: a virtual environment with the package and pinned dependencies
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   echo "Installing system packages: ${need_apt[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+if ! command -v stilts >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "Installing STILTS (optional: the VO conformance test uses it)" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends stilts >/dev/null; } \
+    || echo "warning: STILTS could not be installed; its test will be skipped" >&2
 fi
 
 PYTHON=${PYTHON:-python3}
