@@ -3,7 +3,8 @@
 Started by ``escape-portal lake up`` as ``python -m escape_portal.embedded.vo_server
 DATA_DIR PORT``, bound to 127.0.0.1. Endpoints (paths are a contract):
 
-- ``/tap`` — TAP 1.1 (``/tap/sync``, ``/tap/availability``, ``/tap/capabilities``,
+- ``/tap`` — TAP 1.1 (``/tap/sync``, ``/tap/async`` as UWS 1.1 jobs, see
+  :mod:`escape_portal.embedded.uws`, ``/tap/availability``, ``/tap/capabilities``,
   ``/tap/tables``) over ``ivoa.obscore``, ``tap_schema.*`` and the RegTAP ``rr.*`` tables;
 - ``/sia2/query`` — SIA 2.0; ``/scs/query`` — Simple Cone Search 1.03 (each with VOSI
   ``availability`` and ``capabilities``);
@@ -36,7 +37,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from escape_portal.config import LakeConfig, embedded_instance
-from escape_portal.embedded import adql, obscore, vo_registry, vo_schema
+from escape_portal.embedded import adql, obscore, uws, vo_registry, vo_schema
 from escape_portal.embedded.votable import VOTABLE_MIME, Field, error_document, table_document
 from escape_portal.errors import LakeError
 from escape_portal.lake import Lake
@@ -92,6 +93,12 @@ class VOService:
         self._lake_lock = threading.RLock()
         self._snapshot: Snapshot | None = None
         self._topologies: dict[str, tuple[float, Any]] = {}
+        #: The asynchronous TAP jobs (``/tap/async``), run like ``/tap/sync`` queries.
+        self.jobs = uws.JobManager(
+            self._tap_document,
+            user_errors=(BadRequest, adql.AdqlError, LakeError),
+            max_duration=adql.QUERY_TIMEOUT,
+        )
 
     # -- the lake ---------------------------------------------------------------------
 
@@ -162,6 +169,10 @@ class VOService:
 
     def tap_sync(self, params: dict[str, list[str]]) -> tuple[int, str]:
         """Run a TAP synchronous query."""
+        return 200, self._tap_document(params, adql.QUERY_TIMEOUT)
+
+    def _tap_document(self, params: dict[str, list[str]], timeout: float) -> str:
+        """The result VOTable of a TAP query (sync, or an async job's run)."""
         lang = _one(params, "LANG")
         if lang is None:
             raise BadRequest("LANG is missing; this service runs LANG=ADQL.")
@@ -176,8 +187,8 @@ class VOService:
             raise BadRequest("QUERY is missing: give an ADQL query.")
         maxrec = _maxrec(params)
         snap = self.snapshot()
-        result = adql.run_query(snap.db, snap.lock, query, maxrec)
-        return 200, table_document(result.fields, result.rows, overflow=result.overflow)
+        result = adql.run_query(snap.db, snap.lock, query, maxrec, timeout)
+        return table_document(result.fields, result.rows, overflow=result.overflow)
 
     def sia2(self, params: dict[str, list[str]]) -> tuple[int, str]:
         """Run a SIA 2.0 query."""
@@ -489,6 +500,9 @@ def tap_capabilities(base_url: str) -> str:
         '<capability standardID="ivo://ivoa.net/std/TAP" xsi:type="tr:TableAccess">'
         f'<interface xsi:type="vs:ParamHTTP" role="std" version="1.1">'
         f'<accessURL use="base">{base}</accessURL></interface>'
+        # The asynchronous (UWS 1.1) job list, for readers; clients take the std interface.
+        f'<interface xsi:type="vs:ParamHTTP"><accessURL use="base">{base}/async</accessURL>'
+        "<queryType>POST</queryType><resultType>text/xml</resultType></interface>"
         '<dataModel ivo-id="ivo://ivoa.net/std/ObsCore#core-1.1">ObsCore-1.1</dataModel>'
         '<dataModel ivo-id="ivo://ivoa.net/std/RegTAP#1.1">Registry 1.1</dataModel>'
         '<language><name>ADQL</name><version ivo-id="ivo://ivoa.net/std/ADQL#v2.0">2.0</version>'
@@ -503,7 +517,10 @@ def tap_capabilities(base_url: str) -> str:
         + "</languageFeatures></language>"
         '<outputFormat ivo-id="ivo://ivoa.net/std/TAPRegExt#output-votable-td">'
         f"<mime>{VOTABLE_MIME}</mime><alias>votable</alias></outputFormat>"
-        f"<executionDuration><default>{adql.QUERY_TIMEOUT:.0f}</default></executionDuration>"
+        f"<retentionPeriod><default>{uws.DESTRUCTION_SECONDS:.0f}</default>"
+        f"<hard>{uws.MAX_LIFETIME:.0f}</hard></retentionPeriod>"
+        f"<executionDuration><default>{adql.QUERY_TIMEOUT:.0f}</default>"
+        f"<hard>{adql.QUERY_TIMEOUT:.0f}</hard></executionDuration>"
         f'<outputLimit><default unit="row">{adql.DEFAULT_MAXREC}</default>'
         f'<hard unit="row">{adql.HARD_MAXREC}</hard></outputLimit>'
         "</capability>\n"
@@ -615,6 +632,12 @@ class VOHandler(http.server.BaseHTTPRequestHandler):
             "application/x-www-form-urlencoded", "") else {}  # fmt: skip
         self._dispatch(form)
 
+    def do_DELETE(self) -> None:
+        """Deleting an asynchronous TAP job."""
+        if int(self.headers.get("Content-Length") or 0) > 0:
+            self.close_connection = True  # a body is not read; do not reuse the connection
+        self._dispatch({})
+
     def _dispatch(self, form: dict[str, list[str]]) -> None:
         url = urllib.parse.urlsplit(self.path)
         params: dict[str, list[str]] = {}
@@ -629,7 +652,9 @@ class VOHandler(http.server.BaseHTTPRequestHandler):
         xml = "text/xml; charset=utf-8"
         votable = f"{VOTABLE_MIME}; charset=utf-8"
         try:
-            if path in ("/tap/availability", "/sia2/availability", "/scs/availability"):
+            if self.command == "DELETE" and not path.startswith("/tap/async/"):
+                self._send(405, "text/plain", f"DELETE is not supported on {path}.\n")
+            elif path in ("/tap/availability", "/sia2/availability", "/scs/availability"):
                 self._send(200, xml, availability("The ESCAPE data lake's VO endpoint is up."))
             elif path == "/tap/capabilities":
                 self._send(200, xml, tap_capabilities(base))
@@ -639,8 +664,10 @@ class VOHandler(http.server.BaseHTTPRequestHandler):
                 self._send(200, xml, tableset())
             elif path == "/tap/sync":
                 self._votable(*service.tap_sync(params))
-            elif path in ("/tap/async", "/tap/async/"):
-                raise BadRequest("Asynchronous TAP is not offered here; use /tap/sync.")
+            elif path == "/tap/async" or path.startswith("/tap/async/"):
+                rest = path[len("/tap/async") :].strip("/")
+                reply = service.jobs.handle(self.command, rest, params, f"{base}/tap/async")
+                self._send(reply.status, reply.content_type, reply.body, reply.location)
             elif path in ("/sia2/query", "/sia2"):
                 self._votable(*service.sia2(params))
             elif path in ("/scs/query", "/scs"):
@@ -658,8 +685,7 @@ class VOHandler(http.server.BaseHTTPRequestHandler):
             else:
                 self._json(404, {"error": f"No endpoint {path}.", "endpoints": _index(base)})
         except (BadRequest, adql.AdqlError) as exc:
-            status = 501 if path.startswith("/tap/async") else 400
-            self._send(status, votable, error_document(str(exc)))
+            self._send(400, votable, error_document(str(exc)))
         except LakeError as exc:
             log.warning("lake error on %s: %s", path, exc)
             message = f"The data lake could not be read: {exc}"
@@ -677,10 +703,12 @@ class VOHandler(http.server.BaseHTTPRequestHandler):
     def _votable(self, status: int, body: str) -> None:
         self._send(status, f"{VOTABLE_MIME}; charset=utf-8", body)
 
-    def _send(self, status: int, content_type: str, body: str) -> None:
+    def _send(self, status: int, content_type: str, body: str, location: str | None = None) -> None:
         data = body.encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        if location is not None:
+            self.send_header("Location", location)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if self.command != "HEAD":
@@ -710,6 +738,11 @@ class VOServer(http.server.ThreadingHTTPServer):
     def __init__(self, service: VOService, port: int) -> None:
         self.service = service
         super().__init__(("127.0.0.1", port), VOHandler)
+
+    def server_close(self) -> None:
+        """Close the socket and stop the asynchronous TAP workers."""
+        super().server_close()
+        self.service.jobs.close()
 
 
 def serve(data_dir: Path, port: int, config: LakeConfig | None = None) -> VOServer:
