@@ -283,6 +283,26 @@ class EmbeddedLake:
             f"see {self._log('server')}"
         )
 
+    def _wait_for_http(self, component: str, url: str, timeout: float = 30.0) -> None:
+        """Wait until a component answers ``url`` (so that ``up`` returns when it is ready)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _alive(self._pid(component)):
+                raise EmbeddedLakeError(
+                    f"The {component} process exited at start; see {self._log(component)}:\n"
+                    + _tail(self._log(component))
+                )
+            try:
+                if requests.get(url, timeout=2).status_code < 500:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise EmbeddedLakeError(
+            f"The {component} process did not answer on {url} within {timeout:.0f} s; "
+            f"see {self._log(component)}"
+        )
+
     def _bootstrap(self, seed: bool, storage_port: int) -> dict[str, Any]:
         argv = [
             sys.executable,
@@ -384,6 +404,7 @@ class EmbeddedLake:
                     str(ports["vo_port"]),
                 ],
             )
+        self._wait_for_http("vo", f"http://127.0.0.1:{ports['vo_port']}/tap/availability")
         cric, perfsonar = write_feeds(self.paths, self.compute_site)
         state = {
             "data_dir": str(self.paths.root),
