@@ -186,9 +186,7 @@ def link_to_lake(
     return out
 
 
-def _follow(
-    table: Table, rows: list[int], lake: Lake, timeout: float
-) -> Iterable[tuple[int, DID]]:
+def _follow(table: Table, rows: list[int], lake: Lake, timeout: float) -> Iterable[tuple[int, DID]]:
     def links(i: int) -> list[str]:
         try:
             found = datalinks(_text(table[i], "access_url"), timeout=timeout)
