@@ -26,7 +26,7 @@ from escape_portal.access import DEFAULT_CACHE_LIMIT, Access, Cache, default_cac
 from escape_portal.config import LakeConfig, load_instances, select_instance
 from escape_portal.events import estimate_seconds_left
 from escape_portal.lake import Lake, RuleProgress
-from escape_portal.server.listings import OpenListings
+from escape_portal.lake.listings import OpenListings
 from escape_portal.topology import Topology, detect_compute_site, load_topology
 
 T = TypeVar("T")

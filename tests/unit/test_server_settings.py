@@ -9,8 +9,8 @@ import pytest
 
 from escape_portal.errors import InvalidRequest
 from escape_portal.lake import Lake
+from escape_portal.lake.listings import OpenListings
 from escape_portal.server import EscapePortal
-from escape_portal.server.listings import OpenListings
 from escape_portal.server.service import ServerSettings
 
 
