@@ -454,13 +454,19 @@ class Lake:
                 )
                 for rse, state in sorted(states.items())
             ]
-        datasets = [d] if info.type == "dataset" else [c.did for c in self._datasets_below(d)]
+        datasets = (
+            [(d, info.length)]
+            if info.type == "dataset"
+            else [(c.did, c.length) for c in self._datasets_below(d)]
+        )
         totals: dict[str, list[int]] = {}
-        for ds in datasets:
-            with self._calling(f"summarising replicas of {ds}"):
-                rows = list(self.client.list_dataset_replicas(ds.scope, ds.name))
+        for ds, length in datasets:
+            # Rucio's summaries follow dataset-level rules only (copies made by file-level
+            # rules are missing): small datasets are summed from their files, exactly.
+            rows = self._summary_from_files(ds) if (length or 0) <= SMALL_DATASET else []
             if not rows:
-                rows = self._summary_from_files(ds)
+                with self._calling(f"summarising replicas of {ds}"):
+                    rows = list(self.client.list_dataset_replicas(ds.scope, ds.name))
             for row in rows:
                 t = totals.setdefault(row["rse"], [0, 0, 0, 0])
                 t[0] += int(row.get("available_length") or 0)
@@ -485,12 +491,12 @@ class Lake:
         ]
 
     def _summary_from_files(self, dataset: DID) -> list[dict[str, Any]]:
-        """A dataset summary from per-file replicas, for small datasets Rucio has none for.
+        """A dataset summary from per-file replicas, for small datasets.
 
-        Rucio keeps dataset replica summaries for datasets under a rule; files attached
-        with replicas but no rule have none. Up to ``SMALL_DATASET`` files are summed
-        here (one request per 100 files); larger ones are reported without replicas
-        rather than scanned.
+        Rucio keeps dataset replica summaries for datasets under a dataset-level rule;
+        files attached with replicas but no rule, or copied by file-level rules, are
+        missing from them. Up to ``SMALL_DATASET`` files are summed here (one request
+        per 100 files); larger ones rely on Rucio's summaries rather than being scanned.
         """
         files = list(self.files(dataset, limit=SMALL_DATASET + 1))
         if not files or len(files) > SMALL_DATASET:

@@ -97,12 +97,17 @@ def test_make_available_brings_data_that_opens_from_the_mount(
 
 
 def test_no_quota_anywhere_is_a_clear_error(lake_config: LakeConfig) -> None:
+    from escape_portal.embedded.sites import SITES
     from escape_portal.errors import QuotaExceeded
 
     lake = Lake(lake_config)
     did = "lofar:lotss-dr2.hetdex"
-    topo = _topology(lake, "IN2P3-LAPP")
-    holders = {r.rse for r in lake.dataset_replicas(did)}
+    holders = {r.rse for r in lake.dataset_replicas(did) if r.available_files}
+    # A compute site whose storage lacks the data (other tests and the tour copy it around).
+    site = next((s.name for s in SITES if s.rse not in holders), None)
+    if site is None:
+        pytest.skip(f"{did} is on every storage element just now")
+    topo = _topology(lake, site)
     squeezed = Topology(
         topo.sites,
         {
@@ -112,4 +117,4 @@ def test_no_quota_anywhere_is_a_clear_error(lake_config: LakeConfig) -> None:
         topo.links,
     )
     with pytest.raises(QuotaExceeded, match="quota"):
-        make_available(lake, squeezed, [did], "IN2P3-LAPP")
+        make_available(lake, squeezed, [did], site)
