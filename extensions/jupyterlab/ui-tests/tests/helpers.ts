@@ -1,0 +1,81 @@
+import { execFileSync } from 'child_process';
+import * as path from 'path';
+
+import { IJupyterLabPageFixture } from '@jupyterlab/galata';
+
+/** Screenshots for people to look at (not compared): ui-tests/artefacts/. */
+export const ARTEFACTS = path.resolve(__dirname, '..', 'artefacts');
+
+export const LAKE_DIR =
+  process.env.ESCAPE_PORTAL_LAKE_DIR ||
+  path.resolve(__dirname, '..', '..', '..', '..', '.cache', 'test-lake');
+
+const PYTHON =
+  process.env.ESCAPE_PORTAL_PYTHON ||
+  path.resolve(__dirname, '..', '..', '..', '..', '.venv', 'bin', 'python');
+
+/** A new dataset of three FITS files, only far from compute (PIC-DISK). */
+export function freshDataset(): string {
+  return execFileSync(
+    PYTHON,
+    [path.resolve(__dirname, '..', 'fresh_dataset.py')],
+    {
+      env: { ...process.env, ESCAPE_PORTAL_LAKE_DIR: LAKE_DIR },
+      encoding: 'utf-8'
+    }
+  ).trim();
+}
+
+export async function openDataLake(
+  page: IJupyterLabPageFixture
+): Promise<void> {
+  await page.evaluate(() =>
+    (window as any).jupyterapp.commands.execute('escape-portal:open-data-lake')
+  );
+  await page.locator('.ep-DataLake').waitFor();
+}
+
+export async function openVOSearch(
+  page: IJupyterLabPageFixture
+): Promise<void> {
+  await page.evaluate(() =>
+    (window as any).jupyterapp.commands.execute('escape-portal:open-vo-search')
+  );
+  await page.locator('.ep-VOSearch').waitFor();
+}
+
+/** Run the active cell of the current notebook and return its output text. */
+export async function runActiveCell(
+  page: IJupyterLabPageFixture
+): Promise<string> {
+  // The kernel first (a new notebook starts one), then the cell, through the command
+  // (not a key press), so that where the keyboard focus is does not matter.
+  await page.waitForFunction(
+    () => {
+      const panel = (window as any).jupyterapp.shell.currentWidget;
+      const context = panel?.sessionContext;
+      return (
+        !!context?.session?.kernel && context.kernelDisplayStatus === 'idle'
+      );
+    },
+    undefined,
+    { timeout: 120000 }
+  );
+  await page.evaluate(async () => {
+    await (window as any).jupyterapp.commands.execute('notebook:run-cell');
+  });
+  await page.waitForFunction(
+    () => {
+      const active = document.querySelector(
+        '.jp-Notebook .jp-Cell.jp-mod-active'
+      );
+      const prompt =
+        active?.querySelector('.jp-InputPrompt')?.textContent ?? '';
+      return /\[\d+\]/.test(prompt);
+    },
+    undefined,
+    { timeout: 120000 }
+  );
+  const cell = page.locator('.jp-Notebook .jp-Cell.jp-mod-active');
+  return (await cell.locator('.jp-OutputArea').innerText()).trim();
+}
