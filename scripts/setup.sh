@@ -33,7 +33,9 @@ fi
 stamp=.venv/.escape-portal-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements/constraints.txt -nt "$stamp" ]; then
   echo "Installing Python packages into .venv (pinned by requirements/constraints.txt)" >&2
-  .venv/bin/python -m pip install -q --disable-pip-version-check \
+  # The editable install leaves the JupyterLab extension to scripts/build-extension.sh
+  # (a wheel built with 'pip wheel .' builds and ships it; see pyproject.toml).
+  SKIP_JUPYTER_BUILDER=1 .venv/bin/python -m pip install -q --disable-pip-version-check \
     -c requirements/constraints.txt -e '.[dev]'
   touch "$stamp"
 fi
