@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
+from urllib.parse import unquote, urlsplit
 
 import requests
 
@@ -49,6 +50,11 @@ class NotAvailableHere(LakeError):
 
     exit_code = 8
     http_status = 409
+
+
+def default_cache_limit() -> int:
+    """``$ESCAPE_PORTAL_CACHE_LIMIT`` bytes, else 10 GiB."""
+    return int(os.environ.get("ESCAPE_PORTAL_CACHE_LIMIT", DEFAULT_CACHE_LIMIT))
 
 
 def default_cache_dir() -> Path:
@@ -213,15 +219,26 @@ class Access:
         ``$ESCAPE_PORTAL_CACHE_LIMIT`` bytes or 10 GiB).
     mounted_rse
         Storage element mounted into this compute (default: the lake's configuration).
+    mount_path
+        The local folder where that storage's namespace is mounted (default: the lake's
+        configuration). Replicas there are read in place: from their ``file://`` URL when
+        the storage element publishes one, else at ``mount_path`` + the replica's path
+        below the storage element's protocol prefix (e.g. an EOS or CephFS mount of a
+        storage Rucio reaches over ``root://`` or ``davs://``).
     """
 
     def __init__(
-        self, lake: Lake, cache: Cache | None = None, mounted_rse: str | None = None
+        self,
+        lake: Lake,
+        cache: Cache | None = None,
+        mounted_rse: str | None = None,
+        mount_path: str | Path | None = None,
     ) -> None:
         self.lake = lake
-        limit = int(os.environ.get("ESCAPE_PORTAL_CACHE_LIMIT", DEFAULT_CACHE_LIMIT))
-        self.cache = cache or Cache(default_cache_dir(), limit)
+        self.cache = cache or Cache(default_cache_dir(), default_cache_limit())
         self.mounted_rse = mounted_rse or lake.config.mounted_rse
+        mount = mount_path or lake.config.mount_path
+        self.mount_path = Path(mount).expanduser() if mount else None
 
     def _files(self, did: DID) -> list[FileInfo]:
         info = self.lake.info(did)
@@ -241,8 +258,8 @@ class Access:
     def _locate(self, file: FileInfo, replicas: FileReplicas | None) -> Located:
         states = replicas.states if replicas else {}
         if self.mounted_rse and states.get(self.mounted_rse) == "AVAILABLE" and replicas:
-            path = replicas.local_path(self.mounted_rse)
-            if path is not None and path.is_file():
+            path = self._mounted(replicas, self.mounted_rse)
+            if path is not None:
                 return Located(file, "mounted", path)
         cached = self.cache.get(file)
         if cached:
@@ -262,6 +279,27 @@ class Access:
             + ".",
             f"Bring it near your compute: escape-portal make-available {file.did}",
         )
+
+    def _mounted(self, replicas: FileReplicas, rse: str) -> Path | None:
+        """The replica's path on the storage mounted here, if it is there."""
+        path = replicas.local_path(rse)
+        if path is not None and path.is_file():
+            return path
+        if self.mount_path is None:
+            return None
+        prefixes = [
+            "/" + str(p.get("prefix") or "").strip("/")
+            for p in self.lake.rse_protocols().get(rse, [])
+        ]
+        for pfn in replicas.pfns.get(rse, []):
+            replica_path = unquote(urlsplit(pfn).path)
+            for prefix in sorted(prefixes, key=len, reverse=True):
+                base = prefix.rstrip("/") + "/"
+                if replica_path.startswith(base):
+                    candidate = self.mount_path / replica_path[len(base) :]
+                    if candidate.is_file():
+                        return candidate
+        return None
 
     def paths(self, did: DID | str, *, on_bytes: Callable[[int], None] | None = None) -> list[Path]:
         """Local paths of every file of ``did``: mounted, cached, or downloaded now."""

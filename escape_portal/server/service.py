@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from escape_portal.access import DEFAULT_CACHE_LIMIT, Access, Cache, default_cache_dir
+from escape_portal.access import Access, Cache, default_cache_dir, default_cache_limit
 from escape_portal.config import LakeConfig, load_instances, select_instance
 from escape_portal.events import estimate_seconds_left
 from escape_portal.lake import Lake, RuleProgress
@@ -223,7 +223,7 @@ class PortalService:
             self.lake,
             Cache(
                 root or default_cache_dir(),
-                limit if limit is not None else DEFAULT_CACHE_LIMIT,
+                limit if limit is not None else default_cache_limit(),
             ),
         )
 

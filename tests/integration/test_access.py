@@ -115,3 +115,30 @@ def test_no_readable_protocol_says_make_available(access: Access) -> None:
     with pytest.raises(NotAvailableHere, match="FAR-TAPE") as err:
         access._locate(file, remote)
     assert "make-available user.escape:far-away.dat" in err.value.hint
+
+
+def test_a_mount_without_file_urls_is_read_in_place(
+    lake: Lake, embedded_lake: EmbeddedLake, tmp_path: Path
+) -> None:
+    """A hub mounts the storage (EOS, CephFS) that Rucio reaches only over http/root."""
+    from escape_portal.lake import FileReplicas
+
+    file = DID("cta", "crab-2024.dl3.0001.fits")
+    [rep] = list(lake.file_replicas([file]))
+    rse = next(r for r, state in rep.states.items() if state == "AVAILABLE")
+    remote_only = FileReplicas(
+        rep.scope,
+        rep.name,
+        rep.bytes,
+        rep.adler32,
+        {rse: "AVAILABLE"},
+        {rse: [p for p in rep.pfns[rse] if not p.startswith("file:")]},
+    )
+    assert remote_only.local_path(rse) is None
+    mount = embedded_lake.paths.rse_dir(rse)  # where a hub would mount that storage
+    access = Access(lake, Cache(tmp_path), mounted_rse=rse, mount_path=mount)
+    located = access._locate(next(iter(lake.files(file))), remote_only)
+    assert located.way == "mounted" and located.path is not None
+    assert located.path.is_relative_to(mount) and located.path.stat().st_size == rep.bytes
+    elsewhere = Access(lake, Cache(tmp_path), mounted_rse=rse, mount_path=tmp_path / "empty")
+    assert elsewhere._locate(next(iter(lake.files(file))), remote_only).way == "download"
