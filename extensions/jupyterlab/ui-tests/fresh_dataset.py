@@ -8,6 +8,7 @@ Python and ``ESCAPE_PORTAL_LAKE_DIR`` pointing at the embedded lake.
 from __future__ import annotations
 
 import io
+import sys
 import time
 import zlib
 
@@ -51,7 +52,10 @@ def main() -> None:
         if path is None:
             raise SystemExit(f"{rep.scope}:{rep.name} has no local path at PIC-DISK")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(by_name[rep.name])
+        data = by_name[rep.name]
+        if "--corrupt" in sys.argv and rep.name.endswith(".0.fits"):
+            data = data[:-16] + b"CORRUPTED BYTES!"  # same size, other content
+        path.write_bytes(data)
     print(dataset)
 
 

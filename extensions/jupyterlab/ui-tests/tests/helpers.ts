@@ -15,10 +15,13 @@ const PYTHON =
   path.resolve(__dirname, '..', '..', '..', '..', '.venv', 'bin', 'python');
 
 /** A new dataset of three FITS files, only far from compute (PIC-DISK). */
-export function freshDataset(): string {
+export function freshDataset(corrupt = false): string {
   return execFileSync(
     PYTHON,
-    [path.resolve(__dirname, '..', 'fresh_dataset.py')],
+    [
+      path.resolve(__dirname, '..', 'fresh_dataset.py'),
+      ...(corrupt ? ['--corrupt'] : [])
+    ],
     {
       env: { ...process.env, ESCAPE_PORTAL_LAKE_DIR: LAKE_DIR },
       encoding: 'utf-8'

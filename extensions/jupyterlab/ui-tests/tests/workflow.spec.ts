@@ -216,3 +216,37 @@ test('search the VO and open a row linked to the lake', async ({ page }) => {
     path: path.join(ARTEFACTS, 'vo-open-linked-row.png')
   });
 });
+
+test('a corrupted source ends stuck, and the panel says why', async ({
+  page
+}) => {
+  const did = freshDataset(true);
+  const name = did.split(':')[1];
+  await openDataLake(page);
+  const panel = page.locator('.ep-DataLake');
+  const list = page.locator('#ep-datalake-list');
+  await list
+    .locator('.ep-Row[data-kind="scope"][data-name="user.escape"]')
+    .dblclick();
+  await panel.locator('.ep-Search-input').fill(`${name}*`);
+  await panel.locator('.ep-Search-input').press('Enter');
+  await list.locator(`.ep-Row[data-did="${did}"]`).click();
+  const details = panel.locator(`.ep-Details[data-did="${did}"]`);
+  await details.locator('.ep-MakeAvailable').click();
+  await page
+    .locator('.jp-Dialog')
+    .getByRole('button', { name: 'Make available' })
+    .click();
+  const transfer = panel.locator(
+    `.ep-Transfers .ep-Transfer[data-did="${did}"]`
+  );
+  await expect(transfer).toHaveAttribute('data-state', 'stuck', {
+    timeout: 150000
+  });
+  await expect(transfer.locator('.ep-Transfer-stuck')).toContainText(
+    'checksum mismatch'
+  );
+  await panel.screenshot({
+    path: path.join(ARTEFACTS, 'make-available-stuck.png')
+  });
+});
