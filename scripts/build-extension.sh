@@ -49,6 +49,10 @@ jlpm "$build_cmd"
 # development, link it there in the venv (the same place, so nothing else differs).
 target="$VENV/share/jupyter/labextensions/escape-portal"
 mkdir -p "$(dirname "$target")"
+# An editable install of a fresh clone (no build yet) leaves only install.json there.
+if [ -d "$target" ] && [ ! -L "$target" ] && [ ! -e "$target/package.json" ]; then
+  rm -rf "$target"
+fi
 if [ -L "$target" ] || [ ! -e "$target" ]; then
   ln -sfn "$EXT/labextension" "$target"
 fi
