@@ -443,10 +443,12 @@ class LakeBrowser(widgets.VBox):  # type: ignore[misc]
 
     def close(self) -> None:
         """Stop following requests, let go of the listing and the worker, close the widget."""
-        for widget in self.requests:
+        # Also called by ipywidgets' __del__, possibly on an object whose __init__ failed.
+        for widget in getattr(self, "requests", []):
             widget.stop()
-        self.background.close()
-        self.model.close()
+        for part in ("background", "model"):
+            if hasattr(self, part):
+                getattr(self, part).close()
         super().close()
 
 

@@ -418,9 +418,11 @@ class VOSearch(widgets.VBox):  # type: ignore[misc]
 
     def close(self) -> None:
         """Stop following requests and the worker, and close the widget."""
-        for widget in self.requests:
+        # Also called by ipywidgets' __del__, possibly on an object whose __init__ failed.
+        for widget in getattr(self, "requests", []):
             widget.stop()
-        self.background.close()
+        if hasattr(self, "background"):
+            self.background.close()
         super().close()
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from escape_portal.config import LakeConfig
 from escape_portal.errors import InvalidRequest, LakeUnavailable
 from escape_portal.events import ProgressEvent
 from escape_portal.lake import Rule, RuleProgress
@@ -143,13 +144,8 @@ def test_sky_view_wraps_right_ascension_at_zero() -> None:
 
 
 def _lake(vo_url: str | None = "http://vo.example") -> Any:
-    config = SimpleNamespace(
-        name="test",
-        vo_url=vo_url,
-        compute_site="CERN",
-        cric_feed=None,
-        network_feed=None,
-        mounted_rse=None,
+    config = LakeConfig(
+        name="test", rucio_host="http://rucio.example", vo_url=vo_url, compute_site="CERN"
     )
     return SimpleNamespace(config=config)
 

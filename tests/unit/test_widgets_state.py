@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from escape_portal.config import LakeConfig
 from escape_portal.errors import NotFound
 from escape_portal.events import ProgressEvent
 from escape_portal.lake import DatasetReplica, DIDInfo, FileInfo, Rule, RuleProgress
@@ -22,15 +23,8 @@ class FakeLake:
     """The lake library's surface the browser uses, with a 100,000-file dataset."""
 
     def __init__(self) -> None:
-        self.config = SimpleNamespace(
-            name="fake",
-            rucio_host="http://rucio.example",
-            compute_site="CERN",
-            cric_feed=None,
-            network_feed=None,
-            mounted_rse=None,
-            vo_url=None,
-            broker=None,
+        self.config = LakeConfig(
+            name="fake", rucio_host="http://rucio.example", compute_site="CERN"
         )
         self.files_read = 0
 
