@@ -594,12 +594,11 @@ def _vo_instance(args: argparse.Namespace) -> Any:
 
 
 def _registry_url(args: argparse.Namespace, config: Any) -> str:
-    if args.registry:
-        return str(args.registry)
-    if os.environ.get("IVOA_REGISTRY"):
-        return os.environ["IVOA_REGISTRY"]
-    if config is not None and config.vo_url:
-        return f"{config.vo_url.rstrip('/')}/tap"
+    from escape_portal.discovery.services import instance_endpoints
+
+    registry, _ = instance_endpoints(config, registry_url=args.registry)
+    if registry:
+        return registry
     raise InvalidRequest(
         "No VO registry is configured.",
         "Give --registry URL (a RegTAP service), set IVOA_REGISTRY, or start the embedded "
@@ -692,6 +691,7 @@ def cmd_vo_search(args: argparse.Namespace) -> int:
         search,
         unique_records,
     )
+    from escape_portal.discovery.normalise import plain_value
 
     config = _vo_instance(args)
     pos: Any = _position(args.pos) if args.pos else None
@@ -708,9 +708,9 @@ def cmd_vo_search(args: argparse.Namespace) -> int:
         adql=args.adql,
     )
     if args.name:
-        resolver = args.resolver or (
-            f"{config.vo_url.rstrip('/')}/resolve" if config and config.vo_url else None
-        )
+        from escape_portal.discovery.services import instance_endpoints
+
+        _, resolver = instance_endpoints(config, resolver_url=args.resolver)
         coord = resolve_name(args.name, resolver_url=resolver, timeout=min(args.timeout, 10.0))
         query = Query(**{**_query_fields(query), "pos": coord})
         if not args.json:
@@ -750,7 +750,7 @@ def cmd_vo_search(args: argparse.Namespace) -> int:
         for s in result.statuses
     ]
     shown = [c for c in _VO_COLUMNS if c in rows.colnames]
-    records = [{c: _plain(row[c]) for c in rows.colnames if c != "query"} for row in rows]
+    records = [{c: plain_value(row[c]) for c in rows.colnames if c != "query"} for row in rows]
     requests: list[dict[str, Any]] = []
     worst = 0 if any(s.answered for s in result.statuses) else 6
     if args.make_available:
@@ -813,18 +813,6 @@ def _query_fields(query: Any) -> dict[str, Any]:
     names = ("pos", "radius", "time", "band", "collection", "dataproduct_type")
     more = ("calib_level", "facility", "instrument", "maxrec", "adql")
     return {n: getattr(query, n) for n in names + more}
-
-
-def _plain(value: Any) -> Any:
-    import numpy as np
-
-    if np.ma.is_masked(value):
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _cell(value: Any) -> str:

@@ -368,3 +368,14 @@ def unique_records(table: Table) -> Table:
         ]
         out.replace_column("service", names)
     return out
+
+
+def plain_value(value: Any) -> Any:
+    """A table cell as plain Python (JSON-able): masked -> ``None``, numpy -> Python."""
+    if np.ma.is_masked(value):
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -8,7 +8,7 @@ its module-level choice), else GAVO's registry.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -87,6 +87,31 @@ class Service:
 def registry_endpoint(given: str | None = None) -> str:
     """The RegTAP endpoint used: ``given``, else ``$IVOA_REGISTRY``, else GAVO's."""
     return given or os.environ.get("IVOA_REGISTRY") or DEFAULT_REGISTRY
+
+
+def instance_endpoints(
+    config: Any,
+    *,
+    registry_url: str | None = None,
+    resolver_url: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> tuple[str | None, str | None]:
+    """The registry and name resolver every surface uses for an instance.
+
+    Each: the one given, else the environment (``$IVOA_REGISTRY``,
+    ``$ESCAPE_PORTAL_RESOLVER``), else the instance's own VO endpoint (``vo_url`` +
+    ``/tap`` and ``/resolve``, what the embedded lake publishes); ``None`` when there is
+    none. ``config`` is a :class:`~escape_portal.config.LakeConfig` or ``None``.
+    """
+    env = os.environ if env is None else env
+    vo_url = str(getattr(config, "vo_url", None) or "").rstrip("/")
+    registry = registry_url or env.get("IVOA_REGISTRY") or (f"{vo_url}/tap" if vo_url else None)
+    resolver = (
+        resolver_url
+        or env.get("ESCAPE_PORTAL_RESOLVER")
+        or (f"{vo_url}/resolve" if vo_url else None)
+    )
+    return registry, resolver
 
 
 def _kind(servicetype: str) -> str:

@@ -229,21 +229,21 @@ class PortalService:
 
     def vo_registry_url(self) -> str | None:
         """RegTAP endpoint: the setting, ``$IVOA_REGISTRY``, else the lake's own VO endpoint."""
-        if self.settings.registry_url:
-            return self.settings.registry_url
-        if self._env.get("IVOA_REGISTRY"):
-            return self._env["IVOA_REGISTRY"]
-        vo_url = self.config().vo_url
-        return f"{vo_url.rstrip('/')}/tap" if vo_url else None
+        return self._endpoints()[0]
 
     def resolver_url(self) -> str | None:
         """Name resolver: the setting, ``$ESCAPE_PORTAL_RESOLVER``, else the lake's own."""
-        if self.settings.resolver_url:
-            return self.settings.resolver_url
-        if self._env.get("ESCAPE_PORTAL_RESOLVER"):
-            return self._env["ESCAPE_PORTAL_RESOLVER"]
-        vo_url = self.config().vo_url
-        return f"{vo_url.rstrip('/')}/resolve" if vo_url else None
+        return self._endpoints()[1]
+
+    def _endpoints(self) -> tuple[str | None, str | None]:
+        from escape_portal.discovery.services import instance_endpoints
+
+        return instance_endpoints(
+            self.config(),
+            registry_url=self.settings.registry_url,
+            resolver_url=self.settings.resolver_url,
+            env=self._env,
+        )
 
     # -- progress -------------------------------------------------------------------------
 

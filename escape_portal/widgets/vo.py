@@ -8,7 +8,6 @@ the lake browser; the :class:`~escape_portal.widgets.VOSearch` widget renders it
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +23,8 @@ from escape_portal.discovery import (
     search,
     unique_records,
 )
+from escape_portal.discovery.normalise import plain_value
+from escape_portal.discovery.services import instance_endpoints
 from escape_portal.errors import InvalidRequest, LakeError
 from escape_portal.lake import Lake
 from escape_portal.placement import Request
@@ -147,18 +148,6 @@ class VOResults:
         return sky_svg(rows, centre, self.radius or 1.0, size=size)
 
 
-def _plain(value: Any) -> Any:
-    import numpy as np
-
-    if np.ma.is_masked(value):
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 class VOSearchModel:
     """Search the Virtual Observatory and link what is found to the lake, without widgets.
 
@@ -171,7 +160,8 @@ class VOSearchModel:
         RegTAP endpoint (default: ``$IVOA_REGISTRY``, else the lake's own VO endpoint
         ``lake.config.vo_url + '/tap'``, as the CLI chooses).
     resolver_url
-        Name resolver (default: the lake's ``vo_url + '/resolve'``, then Sesame).
+        Name resolver (default: ``$ESCAPE_PORTAL_RESOLVER``, else the lake's
+        ``vo_url + '/resolve'``; Sesame after it).
     timeout
         Seconds for each registry search, name resolution and fan-out search.
     access
@@ -190,11 +180,11 @@ class VOSearchModel:
         compute_site: str | None = None,
     ) -> None:
         self.lake = lake
-        vo_url = (lake.config.vo_url or "").rstrip("/") if lake is not None else ""
-        self.registry_url = (
-            registry_url or os.environ.get("IVOA_REGISTRY") or (f"{vo_url}/tap" if vo_url else None)
+        self.registry_url, self.resolver_url = instance_endpoints(
+            lake.config if lake is not None else None,
+            registry_url=registry_url,
+            resolver_url=resolver_url,
         )
-        self.resolver_url = resolver_url or (f"{vo_url}/resolve" if vo_url else None)
         self.timeout = timeout
         self.access = access or (Access(lake) if lake is not None else None)
         self.near = NearCompute(lake, compute_site) if lake is not None else None
@@ -256,7 +246,7 @@ class VOSearchModel:
                 warnings.append(f"Rows were not linked to the lake: {exc.message}")
         rows = []
         for row in table:
-            record = {c: _plain(row[c]) for c in table.colnames if c != "query"}
+            record = {c: plain_value(row[c]) for c in table.colnames if c != "query"}
             rses = [r for r in str(record.get("lake_rses") or "").split(",") if r]
             record["lake_sites"] = ", ".join(
                 f"{rse} ({sites[rse]})" if sites.get(rse) else rse for rse in rses
