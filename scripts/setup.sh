@@ -3,6 +3,8 @@
 #   - system packages: memcached (the Rucio server caches through it); STILTS, the
 #     reference VO tool the tests check the lake's TAP service with (optional)
 #   - .venv: a virtual environment with the package and pinned dependencies
+#   - tests/hub/node_modules: configurable-http-proxy for the JupyterHub test (npm, from
+#     tests/hub/package-lock.json)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,4 +40,20 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements/constr
   SKIP_JUPYTER_BUILDER=1 .venv/bin/python -m pip install -q --disable-pip-version-check \
     -c requirements/constraints.txt -e '.[dev]'
   touch "$stamp"
+fi
+
+# configurable-http-proxy for tests/integration/test_jupyterhub.py, pinned by its lockfile.
+# Reinstalled when missing or when the lockfile is newer than the install; npm's cache is
+# kept in .cache/npm so nothing outside the repository is relied on.
+hub=tests/hub
+if [ ! -x "$hub/node_modules/.bin/configurable-http-proxy" ] \
+  || [ "$hub/package-lock.json" -nt "$hub/node_modules/.package-lock.json" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "error: npm is needed to install configurable-http-proxy for the JupyterHub test;" \
+      "install Node.js >= 20 (with npm) and run this again" >&2
+    exit 1
+  fi
+  echo "Installing configurable-http-proxy into $hub/node_modules (npm ci, from its lockfile)" >&2
+  (cd "$hub" && npm_config_cache="$PWD/../../.cache/npm" npm ci --ignore-scripts --no-audit \
+    --no-fund --loglevel=error)
 fi
