@@ -16,6 +16,7 @@ import {
   METADATA_KEY,
   openCell
 } from './models/cells';
+import { onKernelStarts } from './models/kernelstarts';
 
 /** The active notebook, or a new one (Python kernel) when none is open. */
 export async function activeNotebook(
@@ -98,8 +99,9 @@ export async function attachToNotebook(
 }
 
 /**
- * Re-bind a notebook's attached DIDs whenever its kernel starts (or restarts), so the
- * variables exist without re-running the cell that attached them.
+ * Re-bind a notebook's attached DIDs whenever its kernel starts, restarts (asked for,
+ * or after the kernel died) or is changed, so the variables exist without re-running
+ * the cell that attached them (see `onKernelStarts`).
  */
 export function rebindOnKernelStart(panel: NotebookPanel): void {
   const session = panel.sessionContext;
@@ -115,19 +117,5 @@ export function rebindOnKernelStart(panel: NotebookPanel): void {
       store_history: false
     });
   };
-  session.statusChanged.connect((_, status) => {
-    if (status === 'restarting') {
-      pendingRestart.add(panel);
-    } else if (status === 'idle' && pendingRestart.delete(panel)) {
-      bind();
-    }
-  });
-  session.kernelChanged.connect((_, change) => {
-    if (change.newValue) {
-      void session.ready.then(bind);
-    }
-  });
-  void session.ready.then(bind);
+  onKernelStarts(session, bind);
 }
-
-const pendingRestart = new WeakSet<NotebookPanel>();
