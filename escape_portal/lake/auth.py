@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import requests
 from rucio.client import Client
 from rucio.client.baseclient import BaseClient
 
 from escape_portal.config import LakeConfig
-from escape_portal.errors import AuthenticationFailed, TokenExpired
+from escape_portal.errors import AuthenticationFailed, LakeUnavailable, TokenExpired
 
 
 def jwt_expiry(token: str) -> dt.datetime | None:
@@ -138,10 +139,53 @@ class PortalClient(Client):  # type: ignore[misc]
         getter(self)
 
 
+def token_account(config: LakeConfig, token: str) -> str:
+    """The Rucio account a token acts as, asked of the server (``GET /accounts/whoami``).
+
+    For a session given only a token (a JupyterHub's), as Rucio itself maps the token's
+    identity to the identity's default account.
+    """
+    url = config.rucio_host.rstrip("/") + "/accounts/whoami"
+    try:
+        answer = requests.get(
+            url,
+            headers={"X-Rucio-Auth-Token": token, "User-Agent": "escape-portal"},
+            allow_redirects=False,
+            timeout=config.timeout,
+            verify=config.ca_cert or True,
+        )
+    except requests.RequestException as exc:
+        raise LakeUnavailable(
+            f"The lake at {config.rucio_host} could not be reached to find your account: {exc}",
+            "Check the instance's URL and your network, or set RUCIO_ACCOUNT.",
+        ) from exc
+    if answer.status_code == 401:
+        raise AuthenticationFailed(
+            "The lake refused your OIDC token.",
+            "It may be expired or meant for another audience; log in again.",
+        )
+    # Rucio answers 303 to the account's own URL (relative: just its name).
+    location = answer.headers.get("Location", "").split("?", 1)[0].rstrip("/")
+    if answer.status_code in (301, 302, 303, 307) and location:
+        return location.rsplit("/", 1)[-1]
+    if answer.ok:
+        try:
+            name = answer.json().get("account")
+        except ValueError:
+            name = None
+        if isinstance(name, str) and name:
+            return name
+    raise AuthenticationFailed(
+        f"The lake did not say which account your token acts as (HTTP {answer.status_code}).",
+        "Set RUCIO_ACCOUNT to the Rucio account to use.",
+    )
+
+
 def make_client(config: LakeConfig) -> PortalClient:
     """A Rucio client for ``config``; authenticates at once (errors are Rucio's)."""
     creds: dict[str, Any] = {}
     token_source = None
+    account = config.account
     if config.auth_type == "userpass":
         if not config.username or not config.password:
             raise AuthenticationFailed(
@@ -152,7 +196,10 @@ def make_client(config: LakeConfig) -> PortalClient:
         creds = {"username": config.username, "password": config.password}
     elif config.auth_type == "oidc":
         token_source = TokenSource(config.token, config.token_file)
-        token_source.read()  # fail early, with the user's words, on a missing/expired token
+        token = token_source.read()  # fail early, in the user's words, on a missing/expired token
+        if not account:
+            # Rucio's client would look for the account in a rucio.cfg a hub session lacks.
+            account = token_account(config, token)
     elif config.auth_type == "x509":
         creds = {"client_cert": config.client_cert, "client_key": config.client_key}
     elif config.auth_type == "x509_proxy":
@@ -161,7 +208,7 @@ def make_client(config: LakeConfig) -> PortalClient:
         token_source=token_source,
         rucio_host=config.rucio_host,
         auth_host=config.auth_host,
-        account=config.account,
+        account=account,
         ca_cert=config.ca_cert,
         auth_type=config.auth_type,
         creds=creds,

@@ -65,6 +65,20 @@ def test_expired_oidc_token_is_reported_without_a_request(lake_config: LakeConfi
         lake.scopes()
 
 
+def test_a_token_without_an_account_acts_as_the_tokens_account(
+    lake_config: LakeConfig,
+) -> None:
+    # As a JupyterHub session gets it: a token and no RUCIO_ACCOUNT, no rucio.cfg.
+    token = Lake(lake_config).client.auth_token
+    lake = Lake(replace(lake_config, auth_type="oidc", token=token, account=None, password=None))
+    assert lake.identity().account == lake_config.account
+    refused = Lake(
+        replace(lake_config, auth_type="oidc", token="not-a-token", account=None, password=None)
+    )
+    with pytest.raises(AuthenticationFailed, match="refused your OIDC token"):
+        refused.identity()
+
+
 def test_stopped_server_is_unavailable_at_once(lake_config: LakeConfig) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
