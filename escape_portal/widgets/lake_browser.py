@@ -23,7 +23,7 @@ from escape_portal.widgets import markup
 from escape_portal.widgets.actions import Opened, opened_html, placement_html
 from escape_portal.widgets.background import Background
 from escape_portal.widgets.browser import TYPES, BrowserModel, Details, Entry, Listing
-from escape_portal.widgets.progress import ProgressModel, ProgressWidget
+from escape_portal.widgets.progress import ProgressWidget
 
 CSS_CLASS = "escape-portal-lake-browser"
 T = TypeVar("T")
@@ -163,7 +163,7 @@ class LakeBrowser(widgets.VBox):  # type: ignore[misc]
         self.previous_button.on_click(lambda _: self.previous_page())
         self.browse_button.on_click(lambda _: self.browse_into())
         self.make_available_button.on_click(lambda _: self.make_available())
-        self.open_button.on_click(lambda _: self.open())
+        self.open_button.on_click(lambda _: self.open_data())
         self.items.observe(self._on_select, names="value")
         self._refresh_buttons()
         if start:
@@ -413,20 +413,16 @@ class LakeBrowser(widgets.VBox):  # type: ignore[misc]
         )
 
     def _show_request(self, did: str, request: Request) -> None:
-        if request.rule is None:
-            model = ProgressModel.already_available(did, request.placement.read_from)
-            widget = ProgressWidget(None, None, label=did, model=model)
-        else:
-            widget = ProgressWidget(
-                self.lake, request.rule.id, label=did, start=False, **self.watch_options
-            )
+        widget = ProgressWidget.for_request(
+            self.lake, request, label=did, start=False, **self.watch_options
+        )
         with self._ui():
             self.placement.value = placement_html(request.placement, request)
             self.requests.append(widget)
             self.progress.children = [*self.progress.children, widget]
         widget.start()
 
-    def open(self, did: str | None = None) -> None:
+    def open_data(self, did: str | None = None) -> None:
         """Local paths of the selected DID's files (or ``did``'s), with a FITS preview."""
         target = self._target(did)
         if target is None:

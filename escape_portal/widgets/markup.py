@@ -18,6 +18,10 @@ STYLE = """<style>
   padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: left; vertical-align: top;
 }
 .escape-portal-table tr.escape-portal-linked td { background: #fff4e0; }
+/* Result rows stay one line each (long URLs and identifiers are cut, whole on hover). */
+.escape-portal-vo-results td {
+  white-space: nowrap; max-width: 24em; overflow: hidden; text-overflow: ellipsis;
+}
 .escape-portal-error { color: #a4000f; border-left: 3px solid #a4000f; padding: 2px 8px; }
 .escape-portal-error .escape-portal-hint { color: #555; }
 .escape-portal-warning { color: #7a5500; }
@@ -55,7 +59,9 @@ def table(
     for i, row in enumerate(rows):
         cls = row_classes[i] if row_classes and i < len(row_classes) else ""
         attr = f' class="{escape(cls)}"' if cls else ""
-        body.append(f"<tr{attr}>" + "".join(f"<td>{text(v)}</td>" for v in row) + "</tr>")
+        # The title shows a cell whole where CSS cuts it (html.escape quotes: safe here).
+        cells = "".join(f'<td title="{text(v)}">{text(v)}</td>' for v in row)
+        body.append(f"<tr{attr}>{cells}</tr>")
     return (
         f'<table class="escape-portal-table {escape(css)}">'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"

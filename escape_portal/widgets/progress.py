@@ -16,6 +16,7 @@ import ipywidgets as widgets  # type: ignore[import-untyped]
 
 from escape_portal.events import ProgressEvent, Watch
 from escape_portal.lake import Lake
+from escape_portal.placement import Request
 from escape_portal.widgets import markup
 
 CSS_CLASS = "escape-portal-progress"
@@ -177,6 +178,27 @@ class ProgressWidget(widgets.VBox):  # type: ignore[misc]
             self._arrived.set()
         if start:
             self.start()
+
+    @classmethod
+    def for_request(
+        cls,
+        lake: Lake | None,
+        request: Request,
+        *,
+        label: str | None = None,
+        start: bool = True,
+        **watch_options: Any,
+    ) -> ProgressWidget:
+        """The widget following ``request`` (from :func:`~escape_portal.placement.make_available`).
+
+        A request with no rule (the data is already readable near compute) shows as
+        available at once.
+        """
+        did = label or str(request.placement.did)
+        if request.rule is None:
+            model = ProgressModel.already_available(did, request.placement.read_from)
+            return cls(None, None, label=did, model=model)
+        return cls(lake, request.rule.id, label=did, start=start, **watch_options)
 
     def start(self) -> ProgressWidget:
         """Start following (no-op without a rule, or if already started)."""

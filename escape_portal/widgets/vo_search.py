@@ -22,7 +22,7 @@ from escape_portal.placement import Request
 from escape_portal.widgets import markup
 from escape_portal.widgets.actions import Opened, opened_html, placement_html
 from escape_portal.widgets.background import Background
-from escape_portal.widgets.progress import ProgressModel, ProgressWidget
+from escape_portal.widgets.progress import ProgressWidget
 from escape_portal.widgets.vo import COLUMNS, VOForm, VOResults, VOSearchModel
 
 CSS_CLASS = "escape-portal-vo-search"
@@ -180,7 +180,7 @@ class VOSearch(widgets.VBox):  # type: ignore[misc]
         self.find_button.on_click(lambda _: self.find_services())
         self.search_button.on_click(lambda _: self.run())
         self.make_available_button.on_click(lambda _: self.make_available())
-        self.open_button.on_click(lambda _: self.open())
+        self.open_button.on_click(lambda _: self.open_data())
         self._refresh_buttons()
         if start and self.model.registry_url:
             self.find_services()
@@ -389,21 +389,14 @@ class VOSearch(widgets.VBox):  # type: ignore[misc]
         )
 
     def _show_request(self, request: Request) -> None:
-        did = str(request.placement.did)
-        if request.rule is None:
-            model = ProgressModel.already_available(did, request.placement.read_from)
-            widget = ProgressWidget(None, None, label=did, model=model)
-        else:
-            widget = ProgressWidget(
-                self.lake, request.rule.id, label=did, start=False, **self.watch_options
-            )
+        widget = ProgressWidget.for_request(self.lake, request, start=False, **self.watch_options)
         with self._ui():
             self.placement.value = placement_html(request.placement, request)
             self.requests.append(widget)
             self.progress.children = [*self.progress.children, widget]
         widget.start()
 
-    def open(self, row: int | None = None) -> None:
+    def open_data(self, row: int | None = None) -> None:
         """Local paths of a linked row's files (default: the one picked), with a preview."""
         index = self._row(row)
         if index is None:

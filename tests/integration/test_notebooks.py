@@ -28,6 +28,7 @@ EXPECTED = {
     "01-image-analysis.ipynb",
     "02-event-list-analysis.ipynb",
     "03-vo-workflow.ipynb",
+    "04-widgets.ipynb",
 }
 KERNEL_NAME = "escape-portal-test-python"
 #: Seconds any one cell may take (the transfers of the sample data take a few seconds).
@@ -119,3 +120,14 @@ def test_notebook_runs_top_to_bottom(path: Path, kernel_env: dict[str, str]) -> 
         assert re.search(r"rule \w+ (created|reused) -> \S+", text) or (
             "nothing needs copying" in text
         ), text
+    if path.name == "04-widgets.ipynb":
+        # The widgets were displayed (as widget views) and the request reached available.
+        views = [
+            output
+            for cell in notebook.cells
+            if cell.cell_type == "code"
+            for output in cell.get("outputs", [])
+            if "application/vnd.jupyter.widget-view+json" in output.get("data", {})
+        ]
+        assert len(views) == 3, views
+        assert text.strip().endswith("available"), text

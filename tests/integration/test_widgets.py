@@ -100,7 +100,7 @@ def test_vo_search_for_the_crab_links_rows_draws_them_and_opens_one(
     first = results.linked[0]
     assert "(" in results.rows[first]["lake_sites"]  # storage element (site)
 
-    vo.open(first)
+    vo.open_data(first)
     assert vo.wait(60), vo.status.value
     assert not vo.error, vo.error
     opened = vo.last_opened

@@ -143,7 +143,7 @@ def test_errors_are_shown_with_message_and_hint(browser: LakeBrowser) -> None:
     assert "There is no scope" in browser.error and "Known scopes" in browser.error
     browser.search("cta:*", filters="ra~5")
     assert "is not a filter" in browser.error
-    browser.open()
+    browser.open_data()
     assert "No DID is selected" in browser.error
 
 
@@ -203,3 +203,20 @@ def test_background_reports_errors_in_the_users_words() -> None:
     assert seen[0].startswith("Something unexpected went wrong: ZeroDivisionError")
     assert seen[1] == "got 2"
     work.close()
+
+
+def test_no_widget_method_hides_one_of_ipywidgets() -> None:
+    # A method named like one of ipywidgets.Widget's replaces it: an ``open`` of our own
+    # once kept the widgets from opening their comm, so no front end could show them.
+    import ipywidgets as widgets
+
+    from escape_portal.widgets import VOSearch
+
+    allowed = {"close"}  # ours call super().close()
+    for cls in (LakeBrowser, VOSearch, ProgressWidget):
+        hidden = {
+            name
+            for name, value in vars(cls).items()
+            if callable(value) and not name.startswith("_") and hasattr(widgets.VBox, name)
+        }
+        assert hidden <= allowed, f"{cls.__name__} hides ipywidgets' {sorted(hidden - allowed)}"
