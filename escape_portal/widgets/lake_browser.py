@@ -8,22 +8,17 @@ thread (:class:`~escape_portal.widgets.background.Background`), through
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import ipywidgets as widgets  # type: ignore[import-untyped]
 
 from escape_portal.access import Access
-from escape_portal.errors import InvalidRequest, LakeError
+from escape_portal.errors import InvalidRequest
 from escape_portal.lake import DID, Lake
-from escape_portal.placement import Request
 from escape_portal.widgets import markup
-from escape_portal.widgets.actions import Opened, opened_html, placement_html
-from escape_portal.widgets.background import Background
+from escape_portal.widgets.actions import Opened, opened_html
 from escape_portal.widgets.browser import TYPES, BrowserModel, Details, Entry, Listing
-from escape_portal.widgets.progress import ProgressWidget
+from escape_portal.widgets.panel import BackgroundPanel
 
 CSS_CLASS = "escape-portal-lake-browser"
 T = TypeVar("T")
@@ -35,7 +30,7 @@ def _button(description: str, css: str, **kwargs: Any) -> Any:
     return button
 
 
-class LakeBrowser(widgets.VBox):  # type: ignore[misc]
+class LakeBrowser(BackgroundPanel):
     """Search and browse the data lake; details, make available near compute, open.
 
     Parameters
@@ -65,6 +60,8 @@ class LakeBrowser(widgets.VBox):  # type: ignore[misc]
 
     """
 
+    lake: Lake
+
     def __init__(
         self,
         lake: Lake | None = None,
@@ -80,13 +77,10 @@ class LakeBrowser(widgets.VBox):  # type: ignore[misc]
         self.model = BrowserModel(
             self.lake, access=access, page_size=page_size, compute_site=compute_site
         )
-        self.background = Background(inline=inline)
-        self.watch_options = watch_options or {}
-        self._lock = threading.RLock()
+        self._setup(inline=inline, watch_options=watch_options)
         self._quiet = False
         self._wanted: str | None = None
         self.selected: Entry | None = None
-        self.requests: list[ProgressWidget] = []
         self.last_opened: Opened | None = None
 
         self.header = widgets.HTML(self._header_html())
@@ -115,14 +109,8 @@ class LakeBrowser(widgets.VBox):  # type: ignore[misc]
             layout=widgets.Layout(width="auto"),
         )
         self.open_button = _button("Open", "escape-portal-open", icon="file")
-        self.status = widgets.HTML()
-        self.status.add_class("escape-portal-status")
         self.details = widgets.HTML()
         self.details.add_class("escape-portal-details")
-        self.placement = widgets.HTML()
-        self.placement.add_class("escape-portal-placement-pane")
-        self.progress = widgets.VBox([])
-        self.progress.add_class("escape-portal-requests")
         self.opened = widgets.HTML()
         self.opened.add_class("escape-portal-open-pane")
 
@@ -171,12 +159,6 @@ class LakeBrowser(widgets.VBox):  # type: ignore[misc]
 
     # -- plumbing ------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _ui(self) -> Iterator[None]:
-        """Update traits from any thread: one at a time, sent to the front end together."""
-        with self._lock, self.hold_sync():
-            yield
-
     def _header_html(self) -> str:
         config = self.lake.config
         site = self.model.near.compute_site or "unknown (set ESCAPE_COMPUTE_SITE)"
@@ -185,32 +167,6 @@ class LakeBrowser(widgets.VBox):  # type: ignore[misc]
             f'<span class="escape-portal-muted">({markup.text(config.rucio_host)}; '
             f"compute site {markup.text(site)})</span>"
         )
-
-    def _run(self, what: str, work: Callable[[], T], done: Callable[[T], None]) -> None:
-        with self._ui():
-            self.status.value = markup.muted(what)
-
-        def finished(result: T) -> None:
-            done(result)
-            with self._ui():
-                if self.status.value == markup.muted(what):
-                    self.status.value = ""
-
-        self.background.submit(work, finished, self._failed)
-
-    def _failed(self, exc: LakeError) -> None:
-        with self._ui():
-            self.status.value = markup.error(exc)
-
-    def wait(self, timeout: float | None = 60.0) -> bool:
-        """Block until the lake calls asked for so far are answered and shown."""
-        return self.background.wait(timeout)
-
-    @property
-    def error(self) -> str:
-        """The error shown (HTML), or ``""``."""
-        value = str(self.status.value)
-        return value if "escape-portal-error" in value else ""
 
     # -- listings ------------------------------------------------------------------------
 
@@ -409,18 +365,8 @@ class LakeBrowser(widgets.VBox):  # type: ignore[misc]
         self._run(
             f"Making {target} available near compute...",
             lambda: self.model.make_available(target),
-            lambda request: self._show_request(target, request),
+            lambda request: self._follow(request, label=target),
         )
-
-    def _show_request(self, did: str, request: Request) -> None:
-        widget = ProgressWidget.for_request(
-            self.lake, request, label=did, start=False, **self.watch_options
-        )
-        with self._ui():
-            self.placement.value = placement_html(request.placement, request)
-            self.requests.append(widget)
-            self.progress.children = [*self.progress.children, widget]
-        widget.start()
 
     def open_data(self, did: str | None = None) -> None:
         """Local paths of the selected DID's files (or ``did``'s), with a FITS preview."""
@@ -439,12 +385,8 @@ class LakeBrowser(widgets.VBox):  # type: ignore[misc]
 
     def close(self) -> None:
         """Stop following requests, let go of the listing and the worker, close the widget."""
-        # Also called by ipywidgets' __del__, possibly on an object whose __init__ failed.
-        for widget in getattr(self, "requests", []):
-            widget.stop()
-        for part in ("background", "model"):
-            if hasattr(self, part):
-                getattr(self, part).close()
+        if hasattr(self, "model"):  # not there if __init__ failed early
+            self.model.close()
         super().close()
 
 

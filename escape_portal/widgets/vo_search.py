@@ -7,22 +7,17 @@ kernel's thread, so the notebook stays responsive while services answer.
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import ipywidgets as widgets  # type: ignore[import-untyped]
 
 from escape_portal.access import Access
 from escape_portal.discovery import PRODUCT_TYPES, Query, Service
-from escape_portal.errors import InvalidRequest, LakeError
+from escape_portal.errors import InvalidRequest
 from escape_portal.lake import Lake
-from escape_portal.placement import Request
 from escape_portal.widgets import markup
-from escape_portal.widgets.actions import Opened, opened_html, placement_html
-from escape_portal.widgets.background import Background
-from escape_portal.widgets.progress import ProgressWidget
+from escape_portal.widgets.actions import Opened, opened_html
+from escape_portal.widgets.panel import BackgroundPanel
 from escape_portal.widgets.vo import COLUMNS, VOForm, VOResults, VOSearchModel
 
 CSS_CLASS = "escape-portal-vo-search"
@@ -34,7 +29,7 @@ def _with_class(widget: Any, css: str) -> Any:
     return widget
 
 
-class VOSearch(widgets.VBox):  # type: ignore[misc]
+class VOSearch(BackgroundPanel):
     """Search many VO services at once; rows that are lake files can be brought near and opened.
 
     Parameters
@@ -87,10 +82,7 @@ class VOSearch(widgets.VBox):  # type: ignore[misc]
             access=access,
             compute_site=compute_site,
         )
-        self.background = Background(inline=inline)
-        self.watch_options = watch_options or {}
-        self._lock = threading.RLock()
-        self.requests: list[ProgressWidget] = []
+        self._setup(inline=inline, watch_options=watch_options)
         self.last_opened: Opened | None = None
 
         def text(description: str, placeholder: str, css: str) -> Any:
@@ -124,7 +116,6 @@ class VOSearch(widgets.VBox):  # type: ignore[misc]
             widgets.Button(description="Search", icon="search", button_style="primary"),
             "escape-portal-vo-search-button",
         )
-        self.status = _with_class(widgets.HTML(), "escape-portal-status")
         self.statuses = _with_class(widgets.HTML(), "escape-portal-vo-statuses")
         self.table = _with_class(
             widgets.HTML(layout=widgets.Layout(max_height="360px", overflow="auto")),
@@ -148,8 +139,6 @@ class VOSearch(widgets.VBox):  # type: ignore[misc]
         self.open_button = _with_class(
             widgets.Button(description="Open", icon="file"), "escape-portal-open"
         )
-        self.placement = _with_class(widgets.HTML(), "escape-portal-placement-pane")
-        self.progress = _with_class(widgets.VBox([]), "escape-portal-requests")
         self.opened = _with_class(widgets.HTML(), "escape-portal-open-pane")
 
         registry = self.model.registry_url or "none configured"
@@ -186,37 +175,6 @@ class VOSearch(widgets.VBox):  # type: ignore[misc]
             self.find_services()
 
     # -- plumbing ------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _ui(self) -> Iterator[None]:
-        with self._lock, self.hold_sync():
-            yield
-
-    def _run(self, what: str, work: Callable[[], T], done: Callable[[T], None]) -> None:
-        with self._ui():
-            self.status.value = markup.muted(what)
-
-        def finished(result: T) -> None:
-            done(result)
-            with self._ui():
-                if self.status.value == markup.muted(what):
-                    self.status.value = ""
-
-        self.background.submit(work, finished, self._failed)
-
-    def _failed(self, exc: LakeError) -> None:
-        with self._ui():
-            self.status.value = markup.error(exc)
-
-    def wait(self, timeout: float | None = 60.0) -> bool:
-        """Block until the calls asked for so far are answered and shown."""
-        return self.background.wait(timeout)
-
-    @property
-    def error(self) -> str:
-        """The error shown (HTML), or ``""``."""
-        value = str(self.status.value)
-        return value if "escape-portal-error" in value else ""
 
     def _refresh_buttons(self) -> None:
         enabled = bool(self.linked.options) and self.lake is not None
@@ -385,16 +343,8 @@ class VOSearch(widgets.VBox):  # type: ignore[misc]
         self._run(
             f"Making row {index} available near compute...",
             lambda: self.model.make_available(index),
-            self._show_request,
+            self._follow,
         )
-
-    def _show_request(self, request: Request) -> None:
-        widget = ProgressWidget.for_request(self.lake, request, start=False, **self.watch_options)
-        with self._ui():
-            self.placement.value = placement_html(request.placement, request)
-            self.requests.append(widget)
-            self.progress.children = [*self.progress.children, widget]
-        widget.start()
 
     def open_data(self, row: int | None = None) -> None:
         """Local paths of a linked row's files (default: the one picked), with a preview."""
@@ -408,15 +358,6 @@ class VOSearch(widgets.VBox):  # type: ignore[misc]
             self.last_opened = opened
 
         self._run(f"Opening row {index}...", lambda: self.model.open(index), done)
-
-    def close(self) -> None:
-        """Stop following requests and the worker, and close the widget."""
-        # Also called by ipywidgets' __del__, possibly on an object whose __init__ failed.
-        for widget in getattr(self, "requests", []):
-            widget.stop()
-        if hasattr(self, "background"):
-            self.background.close()
-        super().close()
 
 
 def _cell(value: Any) -> Any:
