@@ -10,6 +10,7 @@ elsewhere. Every row says which ``service`` it came from and what ``query`` was 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -371,11 +372,19 @@ def unique_records(table: Table) -> Table:
 
 
 def plain_value(value: Any) -> Any:
-    """A table cell as plain Python (JSON-able): masked -> ``None``, numpy -> Python."""
+    """A table cell as plain Python that JSON can carry.
+
+    Masked, NaN and infinite values become ``None``, bytes text, numpy scalars Python
+    ones; lists (array cells) are converted item by item.
+    """
     if np.ma.is_masked(value):
         return None
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, np.generic):
-        return value.item()
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list | tuple):
+        return [plain_value(v) for v in value]
     return value

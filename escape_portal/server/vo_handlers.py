@@ -9,7 +9,6 @@ deadline, each with its status); found rows are linked to the lake by
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -45,19 +44,10 @@ QUERY_FIELDS = (
 SEARCH_FIELDS = (*QUERY_FIELDS, "pos", "name", "time", "services", "timeout", "link")
 
 
-def _plain(value: Any) -> Any:
-    """A table cell as JSON: bytes decoded, NaN and masked as ``null``."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def table_json(table: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Columns (name, unit, description) and rows (one object per row) of an astropy Table."""
+    from escape_portal.discovery.normalise import plain_value
+
     columns = [
         {
             "name": name,
@@ -66,7 +56,7 @@ def table_json(table: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         }
         for name, column in table.columns.items()
     ]
-    values = {name: [_plain(v) for v in table[name].tolist()] for name in table.colnames}
+    values = {name: [plain_value(v) for v in table[name].tolist()] for name in table.colnames}
     rows = [{name: values[name][i] for name in table.colnames} for i in range(len(table))]
     return columns, rows
 
