@@ -69,44 +69,6 @@ def fresh_dataset(lake: Lake) -> DID:
     Tests that move data use it, so that they move something on every run even though
     the test lake is kept between sessions.
     """
-    import io
-    import time
-    import zlib
+    from escape_portal.embedded.fresh import fresh_dataset as make
 
-    import numpy as np
-    from astropy.io import fits
-
-    client = lake.client
-    stamp = f"{int(time.time() * 1000)}"
-    dataset = DID("user.escape", f"fresh-{stamp}")
-    files = []
-    for i in range(3):
-        buffer = io.BytesIO()
-        hdu = fits.PrimaryHDU(np.full((16, 16), i, dtype=np.float32))
-        hdu.header["OBJECT"] = f"fresh {i}"
-        hdu.writeto(buffer)
-        data = buffer.getvalue()
-        files.append((f"fresh-{stamp}.{i}.fits", data))
-    client.add_dataset(dataset.scope, dataset.name)
-    client.attach_dids(
-        dataset.scope,
-        dataset.name,
-        [
-            {
-                "scope": dataset.scope,
-                "name": name,
-                "bytes": len(data),
-                "adler32": f"{zlib.adler32(data) & 0xFFFFFFFF:08x}",
-            }
-            for name, data in files
-        ],
-        rse="PIC-DISK",
-    )
-    client.add_replication_rule([dataset.as_rucio()], 1, "PIC-DISK")  # as an upload makes
-    by_name = dict(files)
-    for rep in lake.file_replicas(DID(dataset.scope, name) for name, _ in files):
-        path = rep.local_path("PIC-DISK")
-        assert path is not None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(by_name[rep.name])
-    return dataset
+    return make(lake)
