@@ -110,6 +110,14 @@ def cmd_lake(args: argparse.Namespace) -> int:
     except EmbeddedLakeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_EMBEDDED
+    except OSError as exc:  # the data directory cannot be made or written
+        print(
+            f"error: the embedded lake's data directory {lake.paths.root} cannot be used: "
+            f"{exc.strerror or exc} ({exc.filename or lake.paths.root}). "
+            "Choose another with --data-dir or ESCAPE_PORTAL_LAKE_DIR.",
+            file=sys.stderr,
+        )
+        return EXIT_EMBEDDED
 
     def text() -> str:
         rows = [

@@ -69,6 +69,15 @@ def test_exit_codes_and_messages(lake_env: dict[str, str]) -> None:
     assert none.returncode == 2 and "lake up" in none.stderr
 
 
+def test_lake_up_on_an_unusable_data_directory(lake_env: dict[str, str], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("")
+    result = run(dict(lake_env, ESCAPE_PORTAL_LAKE_DIR=str(not_a_folder)), "lake", "up")
+    assert result.returncode == 7, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"data directory {not_a_folder} cannot be used: Not a directory" in result.stderr
+
+
 def test_where_make_available_and_open(lake_env: dict[str, str], fresh_dataset) -> None:  # type: ignore[no-untyped-def]
     did = str(fresh_dataset)
     where = json.loads(run(lake_env, "where", did, "--json").stdout)
