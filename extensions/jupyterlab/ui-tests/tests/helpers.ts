@@ -49,7 +49,7 @@ export async function openVOSearch(
 
 /** Run the active cell of the current notebook and return its output text. */
 export async function runActiveCell(
-  page: IJupyterLabPageFixture
+  page: Pick<IJupyterLabPageFixture, 'waitForFunction' | 'evaluate' | 'locator'>
 ): Promise<string> {
   // The kernel first (a new notebook starts one), then the cell, through the command
   // (not a key press), so that where the keyboard focus is does not matter.

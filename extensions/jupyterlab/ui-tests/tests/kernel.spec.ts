@@ -3,10 +3,9 @@
  * without re-running the cell that attached them.
  *
  * The restart here is the server's automatic one after the kernel died (as when it runs
- * out of memory). A restart asked for from the Kernel menu is not driven here: with
- * JupyterLab 4.6.6 in this browser harness, nothing at all runs in the restarted kernel
- * afterwards (not even `2+2`), with or without this extension; the extension's handling
- * of that path is covered by jest (test/kernelstarts.spec.ts).
+ * out of memory). A restart from the Kernel menu is tested in restart-menu.spec.ts, on a
+ * JupyterLab of its own: in Galata's harness nothing runs in a kernel after a menu
+ * restart (not even `2+2`), with or without this extension.
  */
 import * as path from 'path';
 
