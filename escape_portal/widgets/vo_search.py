@@ -313,6 +313,7 @@ class VOSearch(BackgroundPanel):
         )
         options = [(f"#{i} {results.rows[i]['lake_did']}", i) for i in linked]
         with self._ui():
+            self.status.value = ""  # "Searching N services..." is answered by the table
             self.statuses.value = statuses + markup.warnings(results.warnings)
             self.table.value = table
             self.sky.value = results.sky()

@@ -88,6 +88,7 @@ def test_vo_search_for_the_crab_links_rows_draws_them_and_opens_one(
     vo.run(pos="83.6331 22.0145", radius=1.0)
     assert vo.wait(60), vo.status.value
     assert not vo.error, vo.error
+    assert vo.status.value == ""  # no "Searching..." left once the results are shown
     results = vo.results
     assert results is not None and results.linked
     assert "ok" in vo.statuses.value
