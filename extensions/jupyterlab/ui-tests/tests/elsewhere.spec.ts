@@ -9,7 +9,7 @@ import * as path from 'path';
 import { expect, Page, test } from '@playwright/test';
 
 import { ARTEFACTS } from './helpers';
-import { freePort, rootWith, start, stop } from './servers';
+import { freePort, rootWith, start, startJupyter, stop } from './servers';
 import { exerciseWidgets, WIDGETS_NOTEBOOK } from './widget-steps';
 
 const NAME = path.basename(WIDGETS_NOTEBOOK);
@@ -36,25 +36,8 @@ function watchOutside(page: Page): string[] {
 
 test('the widgets render and work in Notebook 7', async ({ page }) => {
   const root = rootWith(WIDGETS_NOTEBOOK);
-  const port = await freePort();
-  const server = await start(
-    'jupyter',
-    [
-      'notebook',
-      '--no-browser',
-      '--ip=127.0.0.1',
-      `--port=${port}`,
-      '--port-retries=0',
-      '--allow-root',
-      '--IdentityProvider.token=',
-      '--ServerApp.password=',
-      '--ServerApp.disable_check_xsrf=True',
-      '--JupyterNotebookApp.expose_app_in_browser=True',
-      `--ServerApp.root_dir=${root}`
-    ],
-    `http://127.0.0.1:${port}/api/status`,
-    root
-  );
+  const server = await startJupyter('notebook', root);
+  const port = server.port;
   try {
     const outside = watchOutside(page);
     await page.goto(`http://127.0.0.1:${port}/notebooks/${NAME}`);

@@ -82,3 +82,23 @@ export async function runActiveCell(
   const cell = page.locator('.jp-Notebook .jp-Cell.jp-mod-active');
   return (await cell.locator('.jp-OutputArea').innerText()).trim();
 }
+
+/**
+ * Attach `dids` to the current notebook with the extension's command (metadata and a
+ * cell binding them), run that cell, and return its output.
+ */
+export async function attachAndRun(
+  page: Pick<
+    IJupyterLabPageFixture,
+    'waitForFunction' | 'evaluate' | 'locator'
+  >,
+  dids: string[]
+): Promise<string> {
+  await page.evaluate(async dids => {
+    await (window as any).jupyterapp.commands.execute(
+      'escape-portal:attach-to-notebook',
+      { dids }
+    );
+  }, dids);
+  return runActiveCell(page);
+}

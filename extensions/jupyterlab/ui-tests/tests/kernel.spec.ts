@@ -11,7 +11,7 @@ import * as path from 'path';
 
 import { expect, test } from '@jupyterlab/galata';
 
-import { ARTEFACTS, runActiveCell } from './helpers';
+import { ARTEFACTS, attachAndRun, runActiveCell } from './helpers';
 
 // A file of the sample lake that is near compute from the start (CERN-DISK).
 const FILE = 'cta:crab-2024.sky.0001.fits';
@@ -22,16 +22,7 @@ test('attached DIDs are bound again after the kernel restarts', async ({
   tmpPath
 }) => {
   await page.notebook.createNew(`${tmpPath}-attached.ipynb`);
-  await page.evaluate(
-    async dids => {
-      await (window as any).jupyterapp.commands.execute(
-        'escape-portal:attach-to-notebook',
-        { dids }
-      );
-    },
-    [FILE]
-  );
-  const first = await runActiveCell(page);
+  const first = await attachAndRun(page, [FILE]);
   expect(first).toContain('PosixPath(');
 
   // The kernel dies; the server restarts it.

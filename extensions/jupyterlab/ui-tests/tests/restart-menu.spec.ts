@@ -10,8 +10,8 @@ import * as path from 'path';
 
 import { expect, test } from '@playwright/test';
 
-import { ARTEFACTS, runActiveCell } from './helpers';
-import { freePort, rootWith, start, stop } from './servers';
+import { ARTEFACTS, attachAndRun, runActiveCell } from './helpers';
+import { rootWith, startJupyter, stop } from './servers';
 
 // A file of the sample lake that is near compute from the start (CERN-DISK).
 const FILE = 'cta:crab-2024.sky.0002.fits';
@@ -41,40 +41,15 @@ test('attached DIDs are bound again after a restart from the Kernel menu', async
       nbformat_minor: 5
     })
   );
-  const port = await freePort();
-  const server = await start(
-    'jupyter',
-    [
-      'lab',
-      '--no-browser',
-      '--ip=127.0.0.1',
-      `--port=${port}`,
-      '--port-retries=0',
-      '--allow-root',
-      '--IdentityProvider.token=',
-      '--ServerApp.password=',
-      '--ServerApp.disable_check_xsrf=True',
-      '--LabApp.expose_app_in_browser=True',
-      `--ServerApp.root_dir=${root}`,
-      `--LabApp.workspaces_dir=${path.join(root, '.workspaces')}`,
-      `--LabApp.user_settings_dir=${path.join(root, '.settings')}`
-    ],
-    `http://127.0.0.1:${port}/api/status`,
-    root
-  );
+  const server = await startJupyter('lab', root, [
+    `--LabApp.workspaces_dir=${path.join(root, '.workspaces')}`,
+    `--LabApp.user_settings_dir=${path.join(root, '.settings')}`
+  ]);
+  const port = server.port;
   try {
     await page.goto(`http://127.0.0.1:${port}/lab/tree/${NOTEBOOK}`);
     await page.locator('.jp-NotebookPanel').waitFor({ timeout: 60000 });
-    await page.evaluate(
-      async dids => {
-        await (window as any).jupyterapp.commands.execute(
-          'escape-portal:attach-to-notebook',
-          { dids }
-        );
-      },
-      [FILE]
-    );
-    expect(await runActiveCell(page)).toContain('PosixPath(');
+    expect(await attachAndRun(page, [FILE])).toContain('PosixPath(');
 
     // Kernel › Restart Kernel…, confirmed.
     await page.evaluate(() => {

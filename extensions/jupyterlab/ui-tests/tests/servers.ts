@@ -107,3 +107,37 @@ export function rootWith(...files: string[]): string {
   }
   return root;
 }
+
+/**
+ * Start a Jupyter front end of the venv (`lab`, `notebook`) on a free loopback port,
+ * without token or password (a test server), serving `root`, its app object exposed to
+ * the page as `window.jupyterapp`.
+ */
+export async function startJupyter(
+  app: 'lab' | 'notebook',
+  root: string,
+  extra: string[] = []
+): Promise<IServer & { port: number }> {
+  const port = await freePort();
+  const expose = app === 'lab' ? 'LabApp' : 'JupyterNotebookApp';
+  const server = await start(
+    'jupyter',
+    [
+      app,
+      '--no-browser',
+      '--ip=127.0.0.1',
+      `--port=${port}`,
+      '--port-retries=0',
+      '--allow-root',
+      '--IdentityProvider.token=',
+      '--ServerApp.password=',
+      '--ServerApp.disable_check_xsrf=True',
+      `--${expose}.expose_app_in_browser=True`,
+      `--ServerApp.root_dir=${root}`,
+      ...extra
+    ],
+    `http://127.0.0.1:${port}/api/status`,
+    root
+  );
+  return { ...server, port };
+}
