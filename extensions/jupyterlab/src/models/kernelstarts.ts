@@ -17,8 +17,8 @@ export interface IKernelSessionLike {
  * Call `started` once the session is ready, whenever it gets another kernel, and once
  * after each restart as soon as the new kernel speaks.
  *
- * Not on 'idle' alone after a restart: JupyterLab stays 'starting' (or 'unknown' after
- * an automatic restart) until the first tracked request, because the kernel_info
+ * Not on 'idle' alone after a restart: JupyterLab can stay 'starting' (or 'unknown'
+ * after an automatic restart) until the first tracked request, because the kernel_info
  * exchange is untracked, so waiting for 'idle' could wait forever. A request sent once
  * the new kernel speaks is queued by the kernel connection until the restart is done.
  */
