@@ -193,6 +193,20 @@ class InstancesHandler(PortalHandler):
         self.reply(await self.service.run(instances, self.service))
 
 
+class ActiveInstanceHandler(PortalHandler):
+    """``POST /instances/active``: work with another configured instance from now on."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        """Reach the instance named in the body, then answer the instances."""
+        name = self.json_body().get("name")
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest("No instance named.", 'Send {"name": "<instance>"}.')
+        await self.service.run(self.service.use_instance, name)
+        self.reply(await self.service.run(instances, self.service))
+
+
 class WhoAmIHandler(PortalHandler):
     """``GET /whoami``: account, authentication and token expiry."""
 

@@ -19,6 +19,7 @@ HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 
 ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/instances", lake.InstancesHandler),
+    ("/instances/active", lake.ActiveInstanceHandler),
     ("/whoami", lake.WhoAmIHandler),
     ("/scopes", lake.ScopesHandler),
     ("/dids", lake.DidsHandler),

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from escape_portal.access import Access, Cache, default_cache_dir, default_cache_limit
 from escape_portal.config import LakeConfig, load_instances, select_instance
+from escape_portal.errors import NotFound
 from escape_portal.events import estimate_seconds_left
 from escape_portal.lake import Lake, RuleProgress
 from escape_portal.lake.listings import OpenListings
@@ -113,8 +114,12 @@ class ServerSettings:
                 merged.pop(variable, None)
         return merged
 
-    def resolve(self, env: Mapping[str, str] | None = None) -> LakeConfig:
+    def resolve(
+        self, env: Mapping[str, str] | None = None, instance: str | None = None
+    ) -> LakeConfig:
         """The instance to use: selected as :func:`select_instance` does, then these settings.
+
+        ``instance`` names another configured instance than the settings' one.
 
         Raises
         ------
@@ -123,7 +128,7 @@ class ServerSettings:
 
         """
         merged = self.environment(os.environ if env is None else env)
-        config = select_instance(self.instance, merged)
+        config = select_instance(instance or self.instance, merged)
         updates: dict[str, Any] = {
             name: getattr(self, name)
             for name in ("compute_site", "mounted_rse", "mount_path", "vo_url", "account")
@@ -163,6 +168,7 @@ class PortalService:
         self.listings = OpenListings(settings.open_listings, settings.listing_idle)
         self._lock = threading.Lock()
         self._lake: Lake | None = None
+        self._chosen: str | None = None  # an instance chosen in the UI, over the settings'
         self._topology: tuple[float, Topology, str | None] | None = None
         self._samples: dict[str, collections.deque[tuple[float, int]]] = {}
 
@@ -182,7 +188,7 @@ class PortalService:
         """The instance in use (re-read until a lake was reached once)."""
         if self._lake is not None:
             return self._lake.config
-        return self.settings.resolve(self._env)
+        return self.settings.resolve(self._env, self._chosen)
 
     def instances(self) -> dict[str, LakeConfig]:
         """Every configured instance."""
@@ -193,10 +199,34 @@ class PortalService:
         """The lake, authenticated on first use (shared by the pool's threads)."""
         with self._lock:
             if self._lake is None:
-                lake = Lake(self.settings.resolve(self._env))
+                lake = Lake(self.settings.resolve(self._env, self._chosen))
                 lake.client  # noqa: B018 - authenticate once, here, not in several threads
                 self._lake = lake
             return self._lake
+
+    def use_instance(self, name: str) -> LakeConfig:
+        """Work with the configured instance ``name`` from now on (for this server).
+
+        The new lake is reached (and authenticated) first: if that fails, the error is
+        raised and the instance in use stays. Open listings and the topology are of the
+        old instance and are let go.
+        """
+        if name not in self.instances():
+            raise NotFound(
+                f"No Rucio instance named {name!r}.",
+                f"Configured: {', '.join(self.instances()) or 'none'}.",
+            )
+        lake = Lake(self.settings.resolve(self._env, name))
+        lake.client  # noqa: B018 - authenticate now: a wrong choice fails here
+        with self._lock:
+            self._lake, self._chosen, self._topology = lake, name, None
+            self._samples.clear()
+            old, self.listings = (
+                self.listings,
+                OpenListings(self.settings.open_listings, self.settings.listing_idle),
+            )
+        old.close()
+        return lake.config
 
     def topology(self) -> tuple[Topology, str | None]:
         """The topology seen from the compute site, and that site (cached for a while)."""

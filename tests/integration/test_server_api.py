@@ -36,6 +36,9 @@ def jp_server_config(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Config:
     lake_environment(monkeypatch, embedded_lake.paths.root, tmp_path)
+    # The password of the instances a test writes into the (so far absent) instances file.
+    assert lake_config.password
+    monkeypatch.setenv("RUCIO_PASSWORD", lake_config.password)
     return server_config(lake_config, tmp_path)
 
 
@@ -49,6 +52,55 @@ async def test_instances_and_whoami(jp_fetch: Fetch, lake_config: LakeConfig) ->
     assert status == 200
     assert who["account"] == lake_config.account and who["auth_type"] == "userpass"
     assert who["token_valid_seconds"] is None and who["token_expired"] is False
+
+
+async def test_switching_to_another_instance(
+    jp_fetch: Fetch, lake_config: LakeConfig, tmp_path: Path
+) -> None:
+    # Two more instances in the user's instances file: the same lake under another name,
+    # and one whose server is not there.
+    (tmp_path / "no-instances.toml").write_text(
+        f"""
+[instances.lake-b]
+rucio_host = "{lake_config.rucio_host}"
+auth_host = "{lake_config.auth_host}"
+auth_type = "userpass"
+account = "{lake_config.account}"
+username = "{lake_config.username}"
+compute_site = "{lake_config.compute_site}"
+timeout = 5
+
+[instances.gone]
+rucio_host = "http://127.0.0.1:9"
+auth_type = "userpass"
+account = "{lake_config.account}"
+username = "{lake_config.username}"
+timeout = 2
+"""
+    )
+    status, body = await get_json(jp_fetch, "instances")
+    assert status == 200 and body["active"] == "embedded"
+    assert {i["name"] for i in body["instances"]} >= {"embedded", "lake-b", "gone"}
+    status, body = await post_json(jp_fetch, "instances/active", {"name": "lake-b"})
+    assert status == 200, body
+    assert body["active"] == "lake-b"
+    assert [i["name"] for i in body["instances"] if i["active"]] == ["lake-b"]
+    status, who = await get_json(jp_fetch, "whoami")
+    assert status == 200 and who["instance"] == "lake-b"
+    status, scopes = await get_json(jp_fetch, "scopes")
+    assert status == 200 and "cta" in scopes["scopes"]
+
+    # An instance that cannot be reached is refused, and the one in use stays.
+    status, error = await post_json(jp_fetch, "instances/active", {"name": "gone"})
+    assert status == 503, error
+    assert "127.0.0.1:9" in error["error"]["message"] or error["error"]["hint"]
+    status, body = await get_json(jp_fetch, "instances")
+    assert body["active"] == "lake-b"
+    # An unknown name: 404, with the names there are.
+    status, error = await post_json(jp_fetch, "instances/active", {"name": "nope"})
+    assert status == 404 and "lake-b" in error["error"]["hint"]
+    status, error = await post_json(jp_fetch, "instances/active", {})
+    assert status == 400
 
 
 async def test_browse_and_search(jp_fetch: Fetch) -> None:

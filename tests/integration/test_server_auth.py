@@ -26,7 +26,11 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 pytestmark = pytest.mark.lake
 
 SAMPLE = {"scope": "cta", "name": "crab-2024.dl3", "rule_id": "0" * 32}
-BODIES = {"/make-available": {"dids": ["cta:crab-2024.dl3"]}, "/download": {"did": "cta:x"}}
+BODIES = {
+    "/make-available": {"dids": ["cta:crab-2024.dl3"]},
+    "/download": {"did": "cta:x"},
+    "/instances/active": {"name": "embedded"},
+}
 
 
 @pytest.fixture()
@@ -60,7 +64,7 @@ def _patterns(router: Any) -> Iterator[str]:
 
 
 def test_every_route_is_checked() -> None:
-    assert len(_requests()) >= len(ROUTES) == 17
+    assert len(_requests()) >= len(ROUTES) == 18
 
 
 async def test_every_handler_refuses_anonymous_requests(

@@ -53,6 +53,11 @@ export class PortalAPI {
     return this.request<IInstances>('instances');
   }
 
+  /** Work with another configured instance (reached first; on failure none changes). */
+  useInstance(name: string): Promise<IInstances> {
+    return this.request<IInstances>('instances/active', postJSON({ name }));
+  }
+
   whoami(): Promise<IWhoAmI> {
     return this.request<IWhoAmI>('whoami');
   }

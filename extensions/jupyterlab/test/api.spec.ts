@@ -22,6 +22,15 @@ function fake(answers: unknown[] = [{}]): { api: PortalAPI; calls: ICall[] } {
 }
 
 describe('PortalAPI', () => {
+  it('asks the server to work with another instance', async () => {
+    const answer = { active: 'lake-b', instances: [] };
+    const { api, calls } = fake([answer]);
+    expect(await api.useInstance('lake-b')).toEqual(answer);
+    expect(calls[0].path).toBe('instances/active');
+    expect(calls[0].init?.method).toBe('POST');
+    expect(JSON.parse(String(calls[0].init?.body))).toEqual({ name: 'lake-b' });
+  });
+
   it('searches DIDs with scope, pattern, type, filters and the cursor', async () => {
     const { api, calls } = fake([{ items: [], next_cursor: null }]);
     await api.dids(

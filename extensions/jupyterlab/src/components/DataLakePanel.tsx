@@ -89,6 +89,7 @@ function listingFor(
 function Identity(props: {
   context: IPortalContext;
   revision: number;
+  onInstanceChanged: () => void;
 }): JSX.Element {
   const [who, setWho] = React.useState<IWhoAmI | null>(null);
   const [instances, setInstances] = React.useState<IInstances | null>(null);
@@ -120,6 +121,19 @@ function Identity(props: {
         : 'token valid'
     : '';
   const others = instances ? instances.instances.length : 0;
+  const [switching, setSwitching] = React.useState(false);
+  const choose = (name: string): void => {
+    setSwitching(true);
+    setError(null);
+    props.context.api
+      .useInstance(name)
+      .then(answer => {
+        setInstances(answer);
+        props.onInstanceChanged();
+      })
+      .catch(reason => setError(userMessage(reason)))
+      .finally(() => setSwitching(false));
+  };
   return (
     <div className="ep-Identity" aria-live="polite">
       {who ? (
@@ -135,13 +149,21 @@ function Identity(props: {
           >
             {token}
           </span>
-          {others > 1 && (
-            <span
-              className="ep-Muted"
-              title={instances?.instances.map(i => i.name).join(', ')}
+          {instances && others > 1 && (
+            <select
+              className="ep-Identity-choose jp-mod-styled"
+              aria-label="Rucio instance"
+              title="Work with another configured Rucio instance"
+              value={instances.active ?? who.instance}
+              disabled={switching}
+              onChange={event => choose(event.target.value)}
             >
-              {others} instances configured
-            </span>
+              {instances.instances.map(i => (
+                <option key={i.name} value={i.name}>
+                  {i.name}
+                </option>
+              ))}
+            </select>
           )}
         </>
       ) : (
@@ -335,7 +357,18 @@ export function DataLakePanel(props: { context: IPortalContext }): JSX.Element {
           <refreshIcon.react tag="span" />
         </Button>
       </div>
-      <Identity context={context} revision={revision} />
+      <Identity
+        context={context}
+        revision={revision}
+        onInstanceChanged={() => {
+          // Another lake: back to its scopes, everything read again.
+          setTrail([{ kind: 'scopes' }]);
+          setSelected(new Set());
+          setFocused(null);
+          setRevision(r => r + 1);
+          setDataRevision(r => r + 1);
+        }}
+      />
       <form className="ep-Search" onSubmit={search} role="search">
         <input
           className="ep-Search-input jp-mod-styled"

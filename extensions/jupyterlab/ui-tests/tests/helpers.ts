@@ -10,7 +10,7 @@ export const LAKE_DIR =
   process.env.ESCAPE_PORTAL_LAKE_DIR ||
   path.resolve(__dirname, '..', '..', '..', '..', '.cache', 'test-lake');
 
-const PYTHON =
+export const PYTHON =
   process.env.ESCAPE_PORTAL_PYTHON ||
   path.resolve(__dirname, '..', '..', '..', '..', '.venv', 'bin', 'python');
 

@@ -43,7 +43,8 @@ export async function start(
   command: string,
   args: string[],
   url: string,
-  root: string
+  root: string,
+  env: Record<string, string> = {}
 ): Promise<IServer> {
   const log: string[] = [];
   const child = spawn(path.join(VENV_BIN, command), args, {
@@ -51,7 +52,8 @@ export async function start(
     env: {
       ...process.env,
       ESCAPE_PORTAL_LAKE_DIR: LAKE_DIR,
-      PATH: `${VENV_BIN}:${process.env.PATH}`
+      PATH: `${VENV_BIN}:${process.env.PATH}`,
+      ...env
     },
     detached: true, // its own process group: stopped with its kernels
     stdio: ['ignore', 'pipe', 'pipe']
@@ -116,7 +118,8 @@ export function rootWith(...files: string[]): string {
 export async function startJupyter(
   app: 'lab' | 'notebook',
   root: string,
-  extra: string[] = []
+  extra: string[] = [],
+  env: Record<string, string> = {}
 ): Promise<IServer & { port: number }> {
   const port = await freePort();
   const expose = app === 'lab' ? 'LabApp' : 'JupyterNotebookApp';
@@ -137,7 +140,8 @@ export async function startJupyter(
       ...extra
     ],
     `http://127.0.0.1:${port}/api/status`,
-    root
+    root,
+    env
   );
   return { ...server, port };
 }
