@@ -2,6 +2,7 @@ import { execFileSync } from 'child_process';
 import * as path from 'path';
 
 import { IJupyterLabPageFixture } from '@jupyterlab/galata';
+import { Locator } from '@playwright/test';
 
 /** Screenshots for people to look at (not compared): ui-tests/artefacts/. */
 export const ARTEFACTS = path.resolve(__dirname, '..', 'artefacts');
@@ -101,4 +102,26 @@ export async function attachAndRun(
     );
   }, dids);
   return runActiveCell(page);
+}
+
+/**
+ * Open the Data Lake panel and browse to `did` of scope user.escape (the scope, then a
+ * search for its name), selected, its details shown.
+ */
+export async function browseToDataset(
+  page: IJupyterLabPageFixture,
+  did: string
+): Promise<{ panel: Locator; list: Locator; details: Locator }> {
+  const name = did.split(':')[1];
+  await openDataLake(page);
+  const panel = page.locator('.ep-DataLake');
+  const list = page.locator('#ep-datalake-list');
+  await list
+    .locator('.ep-Row[data-kind="scope"][data-name="user.escape"]')
+    .dblclick();
+  await panel.locator('.ep-Search-input').fill(`${name}*`);
+  await panel.locator('.ep-Search-input').press('Enter');
+  await list.locator(`.ep-Row[data-did="${did}"]`).click();
+  const details = panel.locator(`.ep-Details[data-did="${did}"]`);
+  return { panel, list, details };
 }

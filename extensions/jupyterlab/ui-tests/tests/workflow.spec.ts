@@ -9,6 +9,7 @@ import { expect, test } from '@jupyterlab/galata';
 
 import {
   ARTEFACTS,
+  browseToDataset,
   freshDataset,
   openDataLake,
   openVOSearch,
@@ -60,19 +61,8 @@ test('browse to a dataset, make it available near compute, open it in a notebook
   page
 }) => {
   const did = freshDataset();
-  const name = did.split(':')[1];
-  await openDataLake(page);
-  const panel = page.locator('.ep-DataLake');
-  const list = page.locator('#ep-datalake-list');
-
   // Browse: scopes → user.escape → the dataset.
-  await list
-    .locator('.ep-Row[data-kind="scope"][data-name="user.escape"]')
-    .dblclick();
-  await panel.locator('.ep-Search-input').fill(`${name}*`);
-  await panel.locator('.ep-Search-input').press('Enter');
-  await list.locator(`.ep-Row[data-did="${did}"]`).click();
-  const details = panel.locator(`.ep-Details[data-did="${did}"]`);
+  const { panel, list, details } = await browseToDataset(page, did);
   await expect(details.locator('.ep-FileCount')).toHaveText('3');
   await expect(details.locator('.ep-Replicas')).toContainText('PIC-DISK');
   await panel.screenshot({
@@ -221,17 +211,7 @@ test('a corrupted source ends stuck, and the panel says why', async ({
   page
 }) => {
   const did = freshDataset(true);
-  const name = did.split(':')[1];
-  await openDataLake(page);
-  const panel = page.locator('.ep-DataLake');
-  const list = page.locator('#ep-datalake-list');
-  await list
-    .locator('.ep-Row[data-kind="scope"][data-name="user.escape"]')
-    .dblclick();
-  await panel.locator('.ep-Search-input').fill(`${name}*`);
-  await panel.locator('.ep-Search-input').press('Enter');
-  await list.locator(`.ep-Row[data-did="${did}"]`).click();
-  const details = panel.locator(`.ep-Details[data-did="${did}"]`);
+  const { panel, details } = await browseToDataset(page, did);
   await details.locator('.ep-MakeAvailable').click();
   await page
     .locator('.jp-Dialog')
