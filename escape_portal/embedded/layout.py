@@ -8,6 +8,8 @@ Everything lives below one data directory::
     logs/                            one log file per process
     run/                             pid files and state.json (ports, URLs)
     transfers/                       job state of the POSIX transfertool
+    pki/                             the lake's CA and host certificate (``pki.py``)
+    idp/                             the identity provider's signing key (``tokens.py``)
 """
 
 from __future__ import annotations
@@ -111,6 +113,11 @@ class LakePaths:
     @property
     def transfers(self) -> Path:  # noqa: D102
         return self.root / "transfers"
+
+    @property
+    def pki(self) -> Path:
+        """The lake's certificate authority and host certificate (see ``pki.py``)."""
+        return self.root / "pki"
 
     def make(self) -> None:
         """Create every folder."""
