@@ -832,17 +832,37 @@ def _cell(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _common_options(*, top_level: bool) -> argparse.ArgumentParser:
+    """``--instance`` and ``--json``, accepted before the command and after it.
+
+    argparse copies a sub-command's defaults over what the main parser read, so after the
+    command the options have no default (``SUPPRESS``): ``escape-portal --json find X``
+    and ``escape-portal find X --json`` mean the same.
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--instance",
+        default=None if top_level else argparse.SUPPRESS,
+        help="configured Rucio instance to use",
+    )
+    common.add_argument(
+        "--json",
+        action="store_true",
+        default=False if top_level else argparse.SUPPRESS,
+        help="print JSON for scripts",
+    )
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--instance", help="configured Rucio instance to use")
-    common.add_argument("--json", action="store_true", help="print JSON for scripts")
-
     parser = argparse.ArgumentParser(
         prog="escape-portal",
         description="Browse the ESCAPE data lake and bring data next to your compute.",
-        parents=[common],
+        parents=[_common_options(top_level=True)],
     )
+    # The same options after the command; they must not reset what was given before it.
+    common = _common_options(top_level=False)
     parser.add_argument("--version", action="version", version=f"escape-portal {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
