@@ -31,6 +31,30 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 WLCG_VERSION = "1.0"
 DEFAULT_LIFETIME = 3600
 
+#: ``aud`` of tokens for the lake's Rucio server (``[oidc] expected_audience``). ESCAPE's
+#: IAM issues Rucio tokens with audience ``rucio``, which is also Rucio's default.
+RUCIO_AUDIENCE = "rucio"
+
+#: ``scope`` items Rucio requires in a token (``[oidc] expected_scope``, space-separated).
+RUCIO_SCOPES = ("openid", "profile")
+
+#: Storage scopes of the WLCG profile (``storage.read:/path`` ...).
+STORAGE_READ = "storage.read"
+STORAGE_MODIFY = "storage.modify"
+STORAGE_CREATE = "storage.create"
+
+
+def storage_audience(rse: str) -> str:
+    """``aud`` of tokens for storage element ``rse``'s storage (root:// and davs://).
+
+    The WLCG profile recommends the storage's URL (``https://host:port``); the embedded
+    lake's storage ports change between starts, so that value would invalidate every
+    token and verifier configuration on a restart. One stable URL per storage element,
+    ``https://localhost/rse/<RSE>``, keeps tokens and configurations valid and gives each
+    storage element its own audience, as distinct sites have in production.
+    """
+    return f"https://localhost/rse/{rse}"
+
 
 def issuer_url(port: int) -> str:
     """The issuer (``iss``) of the embedded provider listening on ``port``.
