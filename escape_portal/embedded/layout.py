@@ -10,6 +10,7 @@ Everything lives below one data directory::
     transfers/                       job state of the POSIX transfertool
     pki/                             the lake's CA and host certificate (``pki.py``)
     idp/                             the identity provider's signing key (``tokens.py``)
+    etc/idpsecrets.json              Rucio's client of the identity provider (mode 0600)
 """
 
 from __future__ import annotations
@@ -30,6 +31,20 @@ DEMO_ACCOUNT = "root"
 DEMO_USERNAME = "escape"
 DEMO_PASSWORD = "escape-demo"
 TRANSFERTOOL_NAME = "posix"
+
+#: The researchers of the embedded identity provider (username: password) and its service
+#: clients (client id: secret). Like ``DEMO_PASSWORD``, these are published credentials of
+#: a loopback demo (the provider binds 127.0.0.1), not secrets. Each researcher has a
+#: Rucio account of the same name, scope ``user.<name>``.
+DEMO_RESEARCHERS = {"alice": "alice-demo", "bob": "bob-demo"}
+#: ``escape-portal``: the portal and notebooks (password, refresh, token exchange);
+#: ``rucio``: Rucio's server (its ``[oidc] idpsecrets`` client; token exchange);
+#: ``rucio-transfers``: Rucio's daemons and transfertool (client credentials, storage).
+DEMO_CLIENTS = {
+    "escape-portal": "escape-portal-demo",
+    "rucio": "rucio-demo",
+    "rucio-transfers": "rucio-transfers-demo",
+}
 
 
 def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
