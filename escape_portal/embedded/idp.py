@@ -17,11 +17,12 @@ element's (:func:`.tokens.storage_audience`).
 
 The protocol is authlib's (``AuthorizationServer`` and its grant classes: client
 authentication, grant dispatch, the error responses of RFC 6749); this module supplies
-only the lake's clients, users, scopes and the JWT format. authlib was chosen over
-idpyoidc and pyop because it is maintained, small, already implements the three RFC 6749
-grants used here and lets a grant class be added for RFC 8693 (which none of the three
-ships as a server grant), while pyop needs a browser authorization flow and idpyoidc a
-much larger configuration for the same result.
+only the lake's clients, users, scopes and the JWT format. authlib (pinned 1.9.10) was
+chosen because it is maintained, small, implements the three RFC 6749 grants used here and
+takes a grant class of our own for RFC 8693, which it does not ship as a server grant.
+pyop covers only the browser flows (authorization code, implicit) and refresh; idpyoidc
+ships token exchange too, but asks for a far larger configuration (session manager, key
+jars, per-endpoint grant helpers) and its own JOSE stack for the same four grants.
 
 Refresh tokens are opaque and kept in this process's memory: a restart of the provider
 ends them (access tokens, being self-contained, stay valid). The access log records the
