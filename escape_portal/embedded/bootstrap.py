@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from escape_portal.embedded.layout import DEMO_ACCOUNT, LakePaths
+from escape_portal.embedded.layout import DEMO_ACCOUNT, DEMO_RESEARCHERS, LakePaths
 from escape_portal.embedded.sites import DEFAULT_COMPUTE_SITE, SITES, rucio_distance
 
 ISSUER = "root"
@@ -132,6 +132,36 @@ def build_topology(paths: LakePaths, storage_port: int | None = None) -> None:
                 rse.add_distance(src.rse, dst.rse, issuer=ISSUER, distance=rucio_distance(src, dst))
 
 
+def build_researchers(issuer: str) -> None:
+    """An account per demo researcher, mapped to the provider's ``sub`` of the same name.
+
+    Each gets scope ``user.<name>``, quotas like root's on every storage element and the
+    OIDC identity ``SUB=<name>, ISS=<issuer>``. The issuer carries the provider's port:
+    identities of an earlier issuer are replaced.
+    """
+    from rucio.common.exception import Duplicate
+    from rucio.gateway import account, account_limit, identity, scope
+
+    accounts = {a["account"] for a in account.list_accounts()}
+    known_scopes = set(scope.list_scopes())
+    for name in DEMO_RESEARCHERS:
+        if name not in accounts:
+            account.add_account(name, "USER", f"{name}@localhost", ISSUER)
+            for site in SITES:
+                account_limit.set_local_account_limit(name, site.rse, site.quota_bytes, ISSUER)
+        if f"user.{name}" not in known_scopes:
+            scope.add_scope(f"user.{name}", name, ISSUER)
+        wanted = f"SUB={name}, ISS={issuer}"
+        for known in account.list_identities(name):
+            kind = getattr(known["type"], "name", known["type"])
+            if kind == "OIDC" and known["identity"] != wanted:
+                identity.del_account_identity(known["identity"], "OIDC", name, ISSUER)
+        with contextlib.suppress(Duplicate):
+            identity.add_account_identity(
+                wanted, "OIDC", name, f"{name}@localhost", ISSUER, default=True
+            )
+
+
 def _ensure_http_protocol(name: str, port: int) -> None:
     """Read-only ``http://127.0.0.1:PORT/<RSE>/`` access, second to ``file`` in priority."""
     from rucio.gateway import rse
@@ -164,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
         print(
-            "usage: python -m escape_portal.embedded.bootstrap DATA_DIR [--seed]", file=sys.stderr
+            "usage: python -m escape_portal.embedded.bootstrap DATA_DIR [--seed] "
+            "[--storage-port PORT] [--idp-issuer URL]",
+            file=sys.stderr,
         )
         return 2
     paths = LakePaths(Path(args[0]))
@@ -177,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     if "--storage-port" in args:
         storage_port = int(args[args.index("--storage-port") + 1])
     build_topology(paths, storage_port)
+    if "--idp-issuer" in args:
+        build_researchers(args[args.index("--idp-issuer") + 1])
     report["topology_s"] = round(time.monotonic() - started, 2)
     if "--seed" in args:
         from escape_portal.embedded.seed import seed

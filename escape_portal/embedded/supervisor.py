@@ -36,9 +36,11 @@ from escape_portal.embedded.layout import (
     read_state,
     write_rucio_config,
 )
+from escape_portal.embedded.pki import ensure_pki
 from escape_portal.embedded.sites import DEFAULT_COMPUTE_SITE, site_by_name
+from escape_portal.embedded.tokens import issuer_url
 
-COMPONENTS = ("memcached", "storage", "broker", "server", "daemons", "vo")
+COMPONENTS = ("memcached", "storage", "broker", "idp", "server", "daemons", "vo")
 # The processes this Python process started, so that they are reaped when stopped.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 SERVER_START_TIMEOUT = 90.0
@@ -171,6 +173,8 @@ class EmbeddedLake:
         env = dict(os.environ)
         env["RUCIO_CONFIG"] = str(self.paths.rucio_cfg)
         env.pop("RUCIO_HOME", None)
+        # Rucio's server discovers the lake's identity provider over https (pyoidc, requests).
+        env["REQUESTS_CA_BUNDLE"] = str(self.paths.pki / "ca.pem")
         return env
 
     def _ports(self) -> dict[str, int]:
@@ -183,6 +187,7 @@ class EmbeddedLake:
             ("storage", "storage_port", None),
             ("broker", "broker_port", None),
             ("vo", "vo_port", None),
+            ("idp", "idp_port", None),
         ):
             port = int(wanted or saved.get(key) or 0)
             if port and (
@@ -283,7 +288,9 @@ class EmbeddedLake:
             f"see {self._log('server')}"
         )
 
-    def _wait_for_http(self, component: str, url: str, timeout: float = 30.0) -> None:
+    def _wait_for_http(
+        self, component: str, url: str, timeout: float = 30.0, verify: str | bool = True
+    ) -> None:
         """Wait until a component answers ``url`` (so that ``up`` returns when it is ready)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -293,7 +300,7 @@ class EmbeddedLake:
                     + _tail(self._log(component))
                 )
             try:
-                if requests.get(url, timeout=2).status_code < 500:
+                if requests.get(url, timeout=2, verify=verify).status_code < 500:
                     return
             except requests.RequestException:
                 pass
@@ -303,7 +310,7 @@ class EmbeddedLake:
             f"see {self._log(component)}"
         )
 
-    def _bootstrap(self, seed: bool, storage_port: int) -> dict[str, Any]:
+    def _bootstrap(self, seed: bool, storage_port: int, idp_issuer: str) -> dict[str, Any]:
         argv = [
             sys.executable,
             "-m",
@@ -311,6 +318,8 @@ class EmbeddedLake:
             str(self.paths.root),
             "--storage-port",
             str(storage_port),
+            "--idp-issuer",
+            idp_issuer,
         ]
         if seed:
             argv.append("--seed")
@@ -347,12 +356,15 @@ class EmbeddedLake:
         self.paths.make()
         ports = self._ports()
         server_port, storage_port = ports["server_port"], ports["storage_port"]
+        pki = ensure_pki(self.paths.pki)
+        idp_url = issuer_url(ports["idp_port"])
         write_rucio_config(
             self.paths,
             server_port=server_port,
             memcached_port=ports["memcached_port"],
             broker_port=ports["broker_port"],
             database_url=self.database_url,
+            idp_issuer=idp_url,
         )
         url = f"http://127.0.0.1:{server_port}"
         progress("starting memcached")
@@ -375,13 +387,28 @@ class EmbeddedLake:
                     str(storage_port),
                 ],
             )
+        if not _alive(self._pid("idp")):
+            progress("starting the OpenID Connect provider")
+            self._spawn(
+                "idp",
+                [
+                    sys.executable,
+                    "-m",
+                    "escape_portal.embedded.idp",
+                    str(self.paths.root),
+                    str(ports["idp_port"]),
+                ],
+            )
+        self._wait_for_http(
+            "idp", f"{idp_url}/.well-known/openid-configuration", verify=str(pki.ca_cert)
+        )
         first_start = not self.paths.seed_marker.exists()
         if not first_start:  # the catalogue exists: check it while the server starts
             progress("starting the Rucio server")
             self._start_server(server_port)
         if not _alive(self._pid("daemons")):
             progress("building the catalogue" + (" and seeding sample data" if seed else ""))
-            report = self._bootstrap(seed, storage_port)
+            report = self._bootstrap(seed, storage_port, idp_url)
             if report.get("seed") and not report["seed"].get("skipped"):
                 progress(f"seeded in {report['seed']['total_s']} s")
         if first_start:
@@ -416,6 +443,8 @@ class EmbeddedLake:
             "broker_destination": DESTINATION,
             "broker_vhost": virtual_host(),
             "vo_url": f"http://127.0.0.1:{ports['vo_port']}",
+            "idp_url": idp_url,
+            "ca_cert": str(pki.ca_cert),
             "compute_site": self.compute_site.name,
             "mounted_rse": self.compute_site.rse,
             "mount_path": str(self.mount_path),
