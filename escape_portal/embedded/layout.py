@@ -10,6 +10,7 @@ Everything lives below one data directory::
     transfers/                       job state of the POSIX transfertool
     pki/                             the lake's CA and host certificate (``pki.py``)
     idp/                             the identity provider's signing key (``tokens.py``)
+    broker/                          ActiveMQ's config, credentials and data (``broker.py``)
 """
 
 from __future__ import annotations
@@ -228,23 +229,27 @@ def write_rucio_config(
         "user_transfers": "",
     }
     if broker_port is not None:
-        from escape_portal.embedded.broker import DESTINATION, virtual_host
+        from escape_portal.embedded import broker
 
         # Rucio records notifications for hermes to deliver to the broker, as in production.
+        creds = broker.credentials(paths.root)
         cfg["hermes"] = {"services_list": "activemq"}
         cfg["messaging-hermes"] = {
             "brokers": "127.0.0.1",
             "port": str(broker_port),
             "nonssl_port": str(broker_port),
             "use_ssl": "False",
-            "username": "hermes",
-            "password": "",  # the loopback broker authenticates nobody
-            "destination": DESTINATION,
-            "broker_virtual_host": virtual_host(),
+            "username": creds.username,
+            "password": creds.password,  # hence rucio.cfg's mode 0600
+            "destination": broker.DESTINATION,
+            "broker_virtual_host": broker.VIRTUAL_HOST,
         }
     cfg["escape_portal"] = {"transfer_dir": str(paths.transfers)}
     paths.make()
-    with paths.rucio_cfg.open("w") as handle:
+    # Owner-only: it holds the broker's password (and a database URL may hold one).
+    fd = os.open(paths.rucio_cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as handle:
         cfg.write(handle)
 
     alembic = configparser.ConfigParser(interpolation=None)
