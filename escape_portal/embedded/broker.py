@@ -12,7 +12,7 @@ development machine under load, each configured with STOMP only, on 127.0.0.1):
 =====================================  =====================  ======================
                                        ActiveMQ 5.17.2        RabbitMQ 3.10.8 + STOMP
 =====================================  =====================  ======================
-start to a STOMP CONNECT accepted      2.8 s                  7.7 s
+start to a STOMP CONNECT accepted      2.8-3.4 s              7.7 s
 idle resident memory                   82 MB (``-Xmx128m``)   126 MB (157 MB at start)
 idle CPU over 60 s                     0.09 s                 0.14 s
 processes / listening ports            1 / 1 (STOMP)          2 / 3 (STOMP, Erlang
