@@ -176,6 +176,7 @@ def write_config(data_dir: Path, port: int) -> Path:
     base = broker_dir(data_dir)
     for sub in ("conf", "data", "tmp"):
         (base / sub).mkdir(parents=True, exist_ok=True)
+    base.chmod(0o700)
     xml = base / "conf" / "activemq.xml"
     _write_private(xml, activemq_xml(port, data_dir, credentials(data_dir)))
     (base / "conf" / "log4j.properties").write_text(_LOG4J)
