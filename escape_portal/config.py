@@ -313,11 +313,13 @@ def instance_from_rucio_cfg(path: Path, env: Mapping[str, str] | None = None) ->
 
 def embedded_instance(env: Mapping[str, str] | None = None) -> LakeConfig | None:
     """The embedded lake of ``$ESCAPE_PORTAL_LAKE_DIR`` (or the default), if it was started."""
-    from escape_portal.embedded import layout
+    from escape_portal.embedded import broker, layout
 
     state = layout.read_state(layout.LakePaths(layout.default_data_dir(env)))
     if not state:
         return None
+    # The broker's password stays in its 0600 file, not in state.json.
+    creds = broker.read_credentials(Path(state["data_dir"])) if state.get("broker") else None
     return LakeConfig(
         name="embedded",
         rucio_host=state["rucio_host"],
@@ -333,6 +335,8 @@ def embedded_instance(env: Mapping[str, str] | None = None) -> LakeConfig | None
         broker=state.get("broker"),
         broker_destination=state.get("broker_destination", "/topic/rucio.events"),
         broker_vhost=state.get("broker_vhost"),
+        broker_username=creds.username if creds else None,
+        broker_password=creds.password if creds else None,
         vo_url=state.get("vo_url"),
         source=str(state["data_dir"]),
     )

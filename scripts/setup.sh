@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything ESCAPE Portal needs on a fresh Debian machine, idempotently:
-#   - system packages: memcached (the Rucio server caches through it); STILTS, the
-#     reference VO tool the tests check the lake's TAP service with (optional)
+#   - system packages: memcached (the Rucio server caches through it); ActiveMQ (the
+#     broker of Rucio's notifications); STILTS, the reference VO tool the tests check the
+#     lake's TAP service with (optional)
 #   - .venv: a virtual environment with the package and pinned dependencies
 #   - tests/hub/node_modules: configurable-http-proxy for the JupyterHub test (npm, from
 #     tests/hub/package-lock.json)
@@ -10,6 +11,11 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v memcached >/dev/null 2>&1 || [ -x /usr/bin/memcached ] || need_apt+=(memcached)
+# ActiveMQ, the embedded lake's message broker (Java comes as its dependency; Debian's
+# own "main" instance stays disabled: the lake runs its own in its data directory).
+[ -f /usr/share/activemq/bin/activemq.jar ] || need_apt+=(activemq)
+# ss, with which the tests check what the lake's processes listen on.
+command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
     echo "error: please install: ${need_apt[*]} (Debian: apt-get install ${need_apt[*]})" >&2; exit 1

@@ -11,6 +11,7 @@ Everything lives below one data directory::
     pki/                             the lake's CA and host certificate (``pki.py``)
     idp/                             the identity provider's signing key (``tokens.py``)
     etc/idpsecrets.json              Rucio's client of the identity provider (mode 0600)
+    broker/                          ActiveMQ's config, credentials and data (``broker.py``)
 """
 
 from __future__ import annotations
@@ -255,19 +256,20 @@ def write_rucio_config(
         "user_transfers": "",
     }
     if broker_port is not None:
-        from escape_portal.embedded.broker import DESTINATION, virtual_host
+        from escape_portal.embedded import broker
 
         # Rucio records notifications for hermes to deliver to the broker, as in production.
+        creds = broker.credentials(paths.root)
         cfg["hermes"] = {"services_list": "activemq"}
         cfg["messaging-hermes"] = {
             "brokers": "127.0.0.1",
             "port": str(broker_port),
             "nonssl_port": str(broker_port),
             "use_ssl": "False",
-            "username": "hermes",
-            "password": "",  # the loopback broker authenticates nobody
-            "destination": DESTINATION,
-            "broker_virtual_host": virtual_host(),
+            "username": creds.username,
+            "password": creds.password,  # hence rucio.cfg's mode 0600
+            "destination": broker.DESTINATION,
+            "broker_virtual_host": broker.VIRTUAL_HOST,
         }
     cfg["escape_portal"] = {"transfer_dir": str(paths.transfers)}
     paths.make()
@@ -275,7 +277,10 @@ def write_rucio_config(
         cfg["oidc"] = _write_idpsecrets(
             paths, idp_issuer, idp_client_secret or DEMO_CLIENTS["rucio"], server_port
         )
-    with paths.rucio_cfg.open("w") as handle:
+    # Owner-only: it holds the broker's password (and a database URL may hold one).
+    fd = os.open(paths.rucio_cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as handle:
         cfg.write(handle)
 
     alembic = configparser.ConfigParser(interpolation=None)

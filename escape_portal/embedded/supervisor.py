@@ -2,12 +2,13 @@
 
 ``up`` starts, each in its own process group and all bound to 127.0.0.1: a memcached
 (Rucio's cache), an HTTP server for the storage elements, a STOMP message broker for
-Rucio's notifications, the Rucio REST server under gunicorn, Rucio's daemons (see
-:mod:`escape_portal.embedded.daemons`) and the lake's Virtual Observatory endpoint (see
-:mod:`escape_portal.embedded.vo_server`); before the daemons it builds the catalogue and
-seeds the sample data once (see :mod:`escape_portal.embedded.bootstrap`). It is
-idempotent: parts already running are left alone. ``down`` stops what ``up`` started,
-by process id. Logs go to ``DATA_DIR/logs``.
+Rucio's notifications (ActiveMQ, see :mod:`escape_portal.embedded.broker`), the Rucio
+REST server under gunicorn, Rucio's daemons (see :mod:`escape_portal.embedded.daemons`)
+and the lake's Virtual Observatory endpoint (see :mod:`escape_portal.embedded.vo_server`);
+before the daemons it builds the catalogue and seeds the sample data once (see
+:mod:`escape_portal.embedded.bootstrap`). It is idempotent: parts already running are
+left alone. ``down`` stops what ``up`` started, by process id. Logs go to
+``DATA_DIR/logs``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 import requests
 
-from escape_portal.embedded.broker import DESTINATION, virtual_host
+from escape_portal.embedded import broker
 from escape_portal.embedded.feeds import write_feeds
 from escape_portal.embedded.layout import (
     LakePaths,
@@ -94,6 +95,9 @@ def _free_port() -> int:
 
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As servers bind (Java, gunicorn, memcached): connections of a part that died,
+        # left in TIME_WAIT, must not move it to another port.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -310,6 +314,17 @@ class EmbeddedLake:
             f"see {self._log(component)}"
         )
 
+    def _wait_for_broker(self, port: int) -> None:
+        """Wait until the broker accepts a STOMP CONNECT with the lake's credentials."""
+        try:
+            broker.wait_until_ready(
+                port, broker.credentials(self.paths.root), lambda: _alive(self._pid("broker"))
+            )
+        except broker.BrokerError as exc:
+            raise EmbeddedLakeError(
+                f"{exc} See {self._log('broker')}:\n{_tail(self._log('broker'))}"
+            ) from exc
+
     def _bootstrap(self, seed: bool, storage_port: int, idp_issuer: str) -> dict[str, Any]:
         argv = [
             sys.executable,
@@ -370,11 +385,11 @@ class EmbeddedLake:
         progress("starting memcached")
         self._start_memcached(ports["memcached_port"])
         if not _alive(self._pid("broker")):
-            progress("starting the message broker for Rucio's notifications")
-            self._spawn(
-                "broker",
-                [sys.executable, "-m", "escape_portal.embedded.broker", str(ports["broker_port"])],
-            )
+            progress("starting the message broker (ActiveMQ) for Rucio's notifications")
+            try:
+                self._spawn("broker", broker.command(self.paths.root, ports["broker_port"]))
+            except broker.BrokerError as exc:
+                raise EmbeddedLakeError(str(exc)) from exc
         if not _alive(self._pid("storage")):
             progress("serving the storage elements over HTTP")
             self._spawn(
@@ -416,6 +431,7 @@ class EmbeddedLake:
             self._start_server(server_port)
         version = self._wait_for_server(url)
         progress(f"Rucio {version} answers on {url}")
+        self._wait_for_broker(ports["broker_port"])
         if not _alive(self._pid("daemons")):
             progress("starting Rucio's daemons")
             self._spawn("daemons", [sys.executable, "-m", "escape_portal.embedded.daemons"])
@@ -440,8 +456,8 @@ class EmbeddedLake:
             "rucio_host": url,
             **ports,
             "broker": f"stomp://127.0.0.1:{ports['broker_port']}",
-            "broker_destination": DESTINATION,
-            "broker_vhost": virtual_host(),
+            "broker_destination": broker.DESTINATION,
+            "broker_vhost": broker.VIRTUAL_HOST,
             "vo_url": f"http://127.0.0.1:{ports['vo_port']}",
             "idp_url": idp_url,
             "ca_cert": str(pki.ca_cert),
