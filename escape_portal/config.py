@@ -29,11 +29,13 @@ or variable a token comes from, never the token. See ``docs/configuration.md``.
 from __future__ import annotations
 
 import configparser
+import functools
 import importlib.metadata
 import logging
 import os
+import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -330,22 +332,30 @@ def instance_from_rucio_cfg(path: Path, env: Mapping[str, str] | None = None) ->
     return _env_secrets(config, env)
 
 
-def provided_instances(env: Mapping[str, str] | None = None) -> dict[str, LakeConfig]:
-    """The instances installed providers describe now (entry points :data:`INSTANCE_PROVIDERS`).
-
-    A provider that cannot be loaded (a stale install) is skipped with a warning; one that
-    describes nothing (``None``: its lake is not running) adds nothing.
-    """
-    env = os.environ if env is None else env
-    found: dict[str, LakeConfig] = {}
+@functools.lru_cache(maxsize=4)
+def _providers(search_path: tuple[str, ...]) -> tuple[Callable[..., LakeConfig | None], ...]:
+    """The loaded ``describe`` functions (scanning the installed metadata takes ~50 ms)."""
+    found = []
     for entry in importlib.metadata.entry_points(group=INSTANCE_PROVIDERS):
         try:
-            describe = entry.load()
+            found.append(entry.load())
         except (ImportError, AttributeError) as exc:
             log.warning(
                 "instance provider %s (%s) cannot be loaded: %s", entry.name, entry.value, exc
             )
-            continue
+    return tuple(found)
+
+
+def provided_instances(env: Mapping[str, str] | None = None) -> dict[str, LakeConfig]:
+    """The instances installed providers describe now (entry points :data:`INSTANCE_PROVIDERS`).
+
+    A provider that cannot be loaded (a stale install) is skipped with a warning; one that
+    describes nothing (``None``: its lake is not running) adds nothing. The providers are
+    found once per ``sys.path``; what they describe is asked on every call.
+    """
+    env = os.environ if env is None else env
+    found: dict[str, LakeConfig] = {}
+    for describe in _providers(tuple(sys.path)):
         config = describe(env)
         if config is not None and config.name not in found:
             found[config.name] = config
