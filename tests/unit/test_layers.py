@@ -10,7 +10,8 @@ never executed) is checked against the layers:
   module and no surface;
 - only the embedded package itself and the CLI's lake commands import
   ``escape_portal.embedded`` (it registers itself as an instance through an entry point);
-- the embedded lake, a stand-in built from the same components, uses the core only.
+- the embedded lake, a stand-in built from the same components, imports no service or
+  surface (it starts the VO publication as a process, by module name).
 
 A new module must be given a layer in :data:`LAYERS`.
 """
