@@ -169,3 +169,15 @@ def test_known_exceptions_are_still_needed() -> None:
     present = {(i.importer, i.imported) for i in all_imports()}
     stale = sorted(set(KNOWN_EXCEPTIONS) - present)
     assert not stale, f"remove these from KNOWN_EXCEPTIONS, they no longer happen: {stale}"
+
+
+def test_the_embedded_lake_registers_itself_as_an_instance(tmp_path: Path) -> None:
+    import importlib
+    import tomllib
+
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]
+    target = project["entry-points"]["escape_portal.instances"]["embedded"]
+    module, _, function = target.partition(":")
+    assert layer_of(module) == "embedded"
+    describe = getattr(importlib.import_module(module), function)
+    assert describe({"ESCAPE_PORTAL_LAKE_DIR": str(tmp_path)}) is None  # not started there
