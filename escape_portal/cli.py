@@ -711,6 +711,12 @@ def cmd_vo_serve(args: argparse.Namespace) -> int:
             "Choose another --port (0: any free one) or --host.",
         ) from exc
     base = server.service.base_url
+    if args.host in ("0.0.0.0", "::", "") and not args.public_url:
+        print(
+            f"warning: the services will name themselves {base}, which clients elsewhere "
+            "cannot reach; give --public-url (the address they use).",
+            file=sys.stderr,
+        )
     endpoints = {
         "instance": config.name,
         "rucio_host": config.rucio_host,
