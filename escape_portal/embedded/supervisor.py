@@ -4,11 +4,10 @@
 (Rucio's cache), an HTTP server for the storage elements, a STOMP message broker for
 Rucio's notifications (ActiveMQ, see :mod:`escape_portal.embedded.broker`), the Rucio
 REST server under gunicorn, Rucio's daemons (see :mod:`escape_portal.embedded.daemons`)
-and the lake's Virtual Observatory endpoint (see :mod:`escape_portal.embedded.vo_server`);
-before the daemons it builds the catalogue and seeds the sample data once (see
-:mod:`escape_portal.embedded.bootstrap`). It is idempotent: parts already running are
-left alone. ``down`` stops what ``up`` started, by process id. Logs go to
-``DATA_DIR/logs``.
+and the lake's Virtual Observatory endpoint (see :mod:`escape_portal.vo_publish`); before the daemons it builds the catalogue and
+seeds the sample data once (see :mod:`escape_portal.embedded.bootstrap`). It is
+idempotent: parts already running are left alone. ``down`` stops what ``up`` started,
+by process id. Logs go to ``DATA_DIR/logs``.
 """
 
 from __future__ import annotations
@@ -176,6 +175,7 @@ class EmbeddedLake:
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["RUCIO_CONFIG"] = str(self.paths.rucio_cfg)
+        env["ESCAPE_PORTAL_LAKE_DIR"] = str(self.paths.root)  # the instance 'embedded' is this
         env.pop("RUCIO_HOME", None)
         # Rucio's server discovers the lake's identity provider over https (pyoidc, requests).
         env["REQUESTS_CA_BUNDLE"] = str(self.paths.pki / "ca.pem")
@@ -442,9 +442,9 @@ class EmbeddedLake:
                 [
                     sys.executable,
                     "-m",
-                    "escape_portal.embedded.vo_server",
-                    str(self.paths.root),
-                    str(ports["vo_port"]),
+                    "escape_portal.vo_publish",
+                    *("--instance", "embedded", "--port", str(ports["vo_port"])),
+                    *("--state-dir", str(self.paths.root / "vo")),
                 ],
             )
         self._wait_for_http("vo", f"http://127.0.0.1:{ports['vo_port']}/tap/availability")
