@@ -4,10 +4,10 @@
 (Rucio's cache), an HTTP server for the storage elements, a STOMP message broker for
 Rucio's notifications (ActiveMQ, see :mod:`escape_portal.embedded.broker`), the Rucio
 REST server under gunicorn, Rucio's daemons (see :mod:`escape_portal.embedded.daemons`)
-and the lake's Virtual Observatory endpoint (see :mod:`escape_portal.vo_publish`); before the daemons it builds the catalogue and
-seeds the sample data once (see :mod:`escape_portal.embedded.bootstrap`). It is
-idempotent: parts already running are left alone. ``down`` stops what ``up`` started,
-by process id. Logs go to ``DATA_DIR/logs``.
+and the lake's Virtual Observatory endpoint (see :mod:`escape_portal.vo_publish`);
+before the daemons it builds the catalogue and seeds the sample data once (see
+:mod:`escape_portal.embedded.bootstrap`). It is idempotent: parts already running are
+left alone. ``down`` stops what ``up`` started, by process id. Logs go to ``DATA_DIR/logs``.
 """
 
 from __future__ import annotations
