@@ -42,6 +42,17 @@ def issuer_url(port: int) -> str:
     return f"https://localhost:{port}"
 
 
+def storage_audience(rse: str) -> str:
+    """The audience (``aud``) that storage element ``rse`` accepts, e.g. ``https://localhost/cern-disk``.
+
+    One value per storage element, independent of ports (a restart on other ports keeps
+    tokens valid): a URL naming the host of the certificate and the storage element.
+    Rucio's own ``determine_audience_for_rse`` would use the ``davs`` hostname, which is
+    ``localhost`` for every embedded storage element and so would not tell them apart.
+    """
+    return f"https://localhost/{rse.lower()}"
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
