@@ -214,9 +214,13 @@ def _ensure_xrootd_protocols(name: str, root_port: int, https_port: int) -> None
     from rucio.gateway import rse
 
     protocols = rse.get_rse_protocols(name, issuer=ISSUER)["protocols"]
-    for scheme, port in (("root", root_port), ("davs", https_port)):
+    # XRootD URLs spell an absolute path with a double slash: root://host:port//path.
+    for scheme, port, prefix in (
+        ("root", root_port, f"//{name}/"),
+        ("davs", https_port, f"/{name}/"),
+    ):
         current = [p for p in protocols if p["scheme"] == scheme]
-        if current and current[0]["port"] == port:
+        if current and current[0]["port"] == port and current[0]["prefix"] == prefix:
             continue
         for old in current:
             rse.del_protocols(
@@ -229,7 +233,7 @@ def _ensure_xrootd_protocols(name: str, root_port: int, https_port: int) -> None
                 "scheme": scheme,
                 "hostname": "localhost",
                 "port": port,
-                "prefix": f"/{name}/",
+                "prefix": prefix,
                 "impl": _GRID_IMPL[scheme],
                 "domains": _GRID_DOMAINS[scheme],
             },
