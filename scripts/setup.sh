@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything ESCAPE Portal needs on a fresh Debian machine, idempotently:
-#   - system packages: memcached (the Rucio server caches through it); STILTS, the
+#   - system packages: memcached (the Rucio server caches through it); the XRootD server
+#     with its HTTP and SciTokens plugins and client, and acl (the embedded lake's grid
+#     storage, see escape_portal/embedded/xrootd.py); STILTS, the
 #     reference VO tool the tests check the lake's TAP service with (optional)
 #   - .venv: a virtual environment with the package and pinned dependencies
 #   - tests/hub/node_modules: configurable-http-proxy for the JupyterHub test (npm, from
@@ -10,6 +12,10 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v memcached >/dev/null 2>&1 || [ -x /usr/bin/memcached ] || need_apt+=(memcached)
+[ -x /usr/bin/xrootd ] || need_apt+=(xrootd-server xrootd-server-plugins xrootd-plugins)
+ls /usr/lib/*/libXrdAccSciTokens-5.so >/dev/null 2>&1 || need_apt+=(xrootd-scitokens-plugins)
+command -v xrdcp >/dev/null 2>&1 || need_apt+=(xrootd-client)
+command -v setfacl >/dev/null 2>&1 || need_apt+=(acl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
     echo "error: please install: ${need_apt[*]} (Debian: apt-get install ${need_apt[*]})" >&2; exit 1
