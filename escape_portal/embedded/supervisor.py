@@ -434,7 +434,9 @@ class EmbeddedLake:
                 ],
             )
         progress("serving the storage elements over root:// and davs:// (XRootD, tokens)")
-        self._start_xrootd(ports)
+        took = self._start_xrootd(ports)
+        if took:
+            progress("XRootD answering after " + ", ".join(f"{n} {s} s" for n, s in took.items()))
         first_start = not self.paths.seed_marker.exists()
         if not first_start:  # the catalogue exists: check it while the server starts
             progress("starting the Rucio server")
