@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from rucio.transfertool.transfertool import TransferToolBuilder
+
 from escape_portal.embedded import transfertool as posix
 from escape_portal.embedded.layout import LakePaths
 from escape_portal.embedded.tokens import issuer_url, mint, signing_key, storage_audience
@@ -162,6 +164,16 @@ class GridTransfertool(posix.PosixTransfertool):
 
     external_name = EXTERNAL_NAME
     supported_schemes = {"davs", "root"}
+
+    @classmethod
+    def submission_builder_for_path(
+        cls, transfer_path: list[Any], logger: Any = None
+    ) -> tuple[list[Any], TransferToolBuilder | None]:
+        """Take a path's first hop when both ends are davs or root (else leave it to posix)."""
+        hop = transfer_path[0]
+        if any(end.scheme not in cls.supported_schemes for end in (*hop.sources, hop.dst)):
+            return [], None
+        return transfer_path[:1], TransferToolBuilder(cls, external_host=EXTERNAL_NAME)
 
     def submit(
         self, transfers: Iterable[Any], job_params: dict[str, str], timeout: int | None = None
