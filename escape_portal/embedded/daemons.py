@@ -33,9 +33,12 @@ def _daemons() -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
     from rucio.daemons.reaper import reaper
     from rucio.daemons.undertaker import undertaker
 
+    from escape_portal.embedded import grid_transfertool
     from escape_portal.embedded.transfertool import EXTERNAL_NAME, register
 
     register()
+    # davs between XRootD storage elements goes through gfal2 (as FTS); file:// stays posix.
+    grid_transfertool.register()
 
     def topology() -> Any:
         return ExpiringObjectCache(ttl=30, new_obj_fnc=lambda: Topology())
@@ -56,7 +59,7 @@ def _daemons() -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
                 sleep_time=FAST,
                 partition_wait_time=0,
                 bulk=1000,
-                transfertools=[EXTERNAL_NAME],
+                transfertools=[grid_transfertool.EXTERNAL_NAME, EXTERNAL_NAME],
                 cached_topology=topology(),
             ),
             submitter.stop,
@@ -68,6 +71,20 @@ def _daemons() -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
                 older_than=0,
                 partition_wait_time=0,
                 transfertool=EXTERNAL_NAME,
+                db_bulk=1000,
+                fts_bulk=1000,
+                cached_topology=topology(),
+            ),
+            poller.stop,
+        ),
+        (
+            "conveyor-poller-gfal",
+            lambda: poller.poller(
+                sleep_time=FAST,
+                older_than=0,
+                partition_wait_time=0,
+                transfertool=grid_transfertool.EXTERNAL_NAME,
+                filter_transfertool=grid_transfertool.EXTERNAL_NAME,
                 db_bulk=1000,
                 fts_bulk=1000,
                 cached_topology=topology(),

@@ -112,7 +112,10 @@ def copy(
     except subprocess.TimeoutExpired as exc:
         raise GridCopyError(f"the copy did not finish within {timeout:.0f} s") from exc
     if result.returncode != 0:
-        raise GridCopyError(_reason(result.stderr))
+        reason = _reason(result.stderr)
+        if "CHECKSUM MISMATCH" in reason:
+            reason = f"checksum mismatch: {reason}"
+        raise GridCopyError(reason)
 
 
 def copy_token(paths: LakePaths, source: str, destination: str) -> str:

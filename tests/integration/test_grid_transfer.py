@@ -11,6 +11,7 @@ import pytest
 
 from escape_portal.embedded.layout import read_state
 from escape_portal.embedded.supervisor import EmbeddedLake, _free_port
+from escape_portal.lake import DID, Lake
 
 pytestmark = pytest.mark.lake
 
@@ -98,3 +99,21 @@ def test_failures_end_with_the_storage_reason(
             cert_dir=certs,
             timeout=20,
         )
+
+
+def test_rule_between_xrootd_storage_copies_over_davs(
+    lake: Lake, embedded_lake: EmbeddedLake, fresh_dataset: DID
+) -> None:
+    """The conveyor hands PIC-DISK -> DESY-DISK to gfal: the destination server writes it."""
+    import pwd
+
+    from escape_portal.events import wait_for
+
+    rule, _ = lake.add_rule(fresh_dataset, "DESY-DISK", lifetime=600)
+    progress = wait_for(lake, rule.id, timeout=180, first_interval=0.5, max_interval=2)
+    assert progress.state == "available", progress
+    for rep in lake.file_replicas(DID(f.scope, f.name) for f in lake.files(fresh_dataset)):
+        path = rep.local_path("DESY-DISK")
+        assert path is not None and path.exists()
+        if os.geteuid() == 0:  # written by the xrootd user, i.e. through XRootD
+            assert path.stat().st_uid == pwd.getpwnam("xrootd").pw_uid
