@@ -4,7 +4,8 @@ Runs Rucio's own judge (evaluator, injector, repairer, cleaner), conveyor (submi
 poller, finisher), reaper, undertaker, abacus (collection replicas, account and storage
 usage) and, when a broker is configured, hermes (notifications) loops as threads, with
 short sleeps so that a rule goes REPLICATING -> OK within seconds, and registers the
-POSIX transfertool with the conveyor.
+transfertools with the conveyor: ``gfal`` (davs between the XRootD storage elements,
+:mod:`escape_portal.embedded.grid_transfertool`) and ``posix`` (``file://``).
 Started by the supervisor as ``python -m escape_portal.embedded.daemons`` with
 ``RUCIO_CONFIG`` set; stops on SIGTERM/SIGINT.
 """
