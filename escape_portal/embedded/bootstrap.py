@@ -15,6 +15,7 @@ import os
 import sqlite3
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +55,19 @@ def build_schema(paths: LakePaths) -> bool:
     return True
 
 
-def build_topology(paths: LakePaths, storage_port: int | None = None) -> None:
+def build_topology(
+    paths: LakePaths,
+    storage_port: int | None = None,
+    xrootd_ports: Mapping[str, tuple[int, int]] | None = None,
+) -> None:
     """Storage elements with attributes and protocols, distances, quotas and scopes.
 
     ``storage_port`` is the port of the HTTP read access to the storage folders
     (:mod:`escape_portal.embedded.storage_http`); every storage element gets an ``http``
-    protocol on it, updated when the port changes.
+    protocol on it, updated when the port changes. ``xrootd_ports`` maps the storage
+    elements served by XRootD (:mod:`escape_portal.embedded.xrootd`) to their
+    ``(root, https)`` ports: they get ``root`` and ``davs`` protocols and the attributes
+    of token-based transfers, updated when the ports change.
     """
     from rucio.common.exception import Duplicate, RSENotFound
     from rucio.gateway import account_limit, rse, scope
@@ -111,6 +119,12 @@ def build_topology(paths: LakePaths, storage_port: int | None = None) -> None:
         }
         if storage_port:
             _ensure_http_protocol(site.rse, storage_port)
+        if xrootd_ports and site.rse in xrootd_ports:
+            _ensure_xrootd_protocols(site.rse, *xrootd_ports[site.rse])
+            # What Rucio's conveyor reads to ask its provider for storage tokens (FTS):
+            # tokens for davs when both ends say oidc_support, scopes relative to the base.
+            attributes["oidc_support"] = "True"
+            attributes["oidc_base_path"] = f"/{site.rse}"
         present = rse.list_rse_attributes(site.rse) if site.rse in existing else {}
         for key, value in attributes.items():
             if value and str(present.get(key)) != value:
@@ -189,6 +203,83 @@ def _ensure_http_protocol(name: str, port: int) -> None:
     )
 
 
+#: Priorities of the XRootD protocols: after ``file`` (read in place on this machine) and
+#: the anonymous ``http`` for reads, so clients keep reading as before; davs first for
+#: third-party copies, as ESCAPE registers its sites.
+_GRID_DOMAINS: dict[str, dict[str, dict[str, int]]] = {
+    "root": {
+        "lan": {"read": 3, "write": 2, "delete": 2},
+        "wan": {
+            "read": 3,
+            "write": 2,
+            "delete": 2,
+            "third_party_copy_read": 2,
+            "third_party_copy_write": 2,
+        },
+    },
+    "davs": {
+        "lan": {"read": 4, "write": 3, "delete": 3},
+        "wan": {
+            "read": 4,
+            "write": 3,
+            "delete": 3,
+            "third_party_copy_read": 1,
+            "third_party_copy_write": 1,
+        },
+    },
+}
+_GRID_IMPL = {
+    "root": "rucio.rse.protocols.xrootd.Default",
+    "davs": "rucio.rse.protocols.webdav.Default",
+}
+
+
+def _ensure_xrootd_protocols(name: str, root_port: int, https_port: int) -> None:
+    """``root://localhost:ROOT//<RSE>/`` and ``davs://localhost:HTTPS/<RSE>/``.
+
+    ``localhost`` is the name the host certificate holds; the ``file`` protocol's
+    third-party-copy priority goes behind them (the POSIX transfertool asks for ``file``
+    by scheme, so it is unaffected).
+    """
+    from rucio.gateway import rse
+
+    protocols = rse.get_rse_protocols(name, issuer=ISSUER)["protocols"]
+    # XRootD URLs spell an absolute path with a double slash: root://host:port//path.
+    for scheme, port, prefix in (
+        ("root", root_port, f"//{name}/"),
+        ("davs", https_port, f"/{name}/"),
+    ):
+        current = [p for p in protocols if p["scheme"] == scheme]
+        if current and current[0]["port"] == port and current[0]["prefix"] == prefix:
+            continue
+        for old in current:
+            rse.del_protocols(
+                name, scheme, issuer=ISSUER, hostname=old["hostname"], port=old["port"]
+            )
+        rse.add_protocol(
+            name,
+            issuer=ISSUER,
+            data={
+                "scheme": scheme,
+                "hostname": "localhost",
+                "port": port,
+                "prefix": prefix,
+                "impl": _GRID_IMPL[scheme],
+                "domains": _GRID_DOMAINS[scheme],
+            },
+        )
+    for p in protocols:
+        if p["scheme"] == "file" and p["domains"]["wan"].get("third_party_copy_read") == 1:
+            rse.update_protocols(
+                name,
+                "file",
+                {"domains": {"wan": {"third_party_copy_read": 3, "third_party_copy_write": 3}}},
+                issuer=ISSUER,
+                hostname=p["hostname"],
+                port=p["port"],
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``python -m escape_portal.embedded.bootstrap DATA_DIR [options]``."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -208,7 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     storage_port = None
     if "--storage-port" in args:
         storage_port = int(args[args.index("--storage-port") + 1])
-    build_topology(paths, storage_port)
+    xrootd_ports = None
+    if "--xrootd-ports" in args:
+        raw = json.loads(args[args.index("--xrootd-ports") + 1])
+        xrootd_ports = {rse: (int(p[0]), int(p[1])) for rse, p in raw.items()}
+    build_topology(paths, storage_port, xrootd_ports)
     if "--idp-issuer" in args:
         build_researchers(args[args.index("--idp-issuer") + 1])
     report["topology_s"] = round(time.monotonic() - started, 2)

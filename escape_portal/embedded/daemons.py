@@ -4,7 +4,8 @@ Runs Rucio's own judge (evaluator, injector, repairer, cleaner), conveyor (submi
 poller, finisher), reaper, undertaker, abacus (collection replicas, account and storage
 usage) and, when a broker is configured, hermes (notifications) loops as threads, with
 short sleeps so that a rule goes REPLICATING -> OK within seconds, and registers the
-POSIX transfertool with the conveyor.
+transfertools with the conveyor: ``gfal`` (davs between the XRootD storage elements,
+:mod:`escape_portal.embedded.grid_transfertool`) and ``posix`` (``file://``).
 Started by the supervisor as ``python -m escape_portal.embedded.daemons`` with
 ``RUCIO_CONFIG`` set; stops on SIGTERM/SIGINT.
 """
@@ -33,9 +34,12 @@ def _daemons() -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
     from rucio.daemons.reaper import reaper
     from rucio.daemons.undertaker import undertaker
 
+    from escape_portal.embedded import grid_transfertool
     from escape_portal.embedded.transfertool import EXTERNAL_NAME, register
 
     register()
+    # davs between XRootD storage elements goes through gfal2 (as FTS); file:// stays posix.
+    grid_transfertool.register()
 
     def topology() -> Any:
         return ExpiringObjectCache(ttl=30, new_obj_fnc=lambda: Topology())
@@ -56,7 +60,7 @@ def _daemons() -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
                 sleep_time=FAST,
                 partition_wait_time=0,
                 bulk=1000,
-                transfertools=[EXTERNAL_NAME],
+                transfertools=[grid_transfertool.EXTERNAL_NAME, EXTERNAL_NAME],
                 cached_topology=topology(),
             ),
             submitter.stop,
@@ -68,6 +72,20 @@ def _daemons() -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
                 older_than=0,
                 partition_wait_time=0,
                 transfertool=EXTERNAL_NAME,
+                db_bulk=1000,
+                fts_bulk=1000,
+                cached_topology=topology(),
+            ),
+            poller.stop,
+        ),
+        (
+            "conveyor-poller-gfal",
+            lambda: poller.poller(
+                sleep_time=FAST,
+                older_than=0,
+                partition_wait_time=0,
+                transfertool=grid_transfertool.EXTERNAL_NAME,
+                filter_transfertool=grid_transfertool.EXTERNAL_NAME,
                 db_bulk=1000,
                 fts_bulk=1000,
                 cached_topology=topology(),

@@ -252,7 +252,8 @@ def write_rucio_config(
     cfg["metadata"] = {"plugins": "escape_portal.embedded.metadata.SQLiteJSONDidMeta"}
     cfg["conveyor"] = {
         "transfertool": TRANSFERTOOL_NAME,
-        "scheme": "file",
+        # davs (third-party copy with tokens) where both ends are XRootD, else file.
+        "scheme": "davs,file",
         "user_transfers": "",
     }
     if broker_port is not None:

@@ -13,6 +13,7 @@ left alone. ``down`` stops what ``up`` started, by process id. Logs go to ``DATA
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -28,7 +29,7 @@ from typing import Any
 
 import requests
 
-from escape_portal.embedded import broker
+from escape_portal.embedded import broker, xrootd
 from escape_portal.embedded.feeds import write_feeds
 from escape_portal.embedded.layout import (
     LakePaths,
@@ -40,7 +41,16 @@ from escape_portal.embedded.pki import ensure_pki
 from escape_portal.embedded.sites import DEFAULT_COMPUTE_SITE, site_by_name
 from escape_portal.embedded.tokens import issuer_url
 
-COMPONENTS = ("memcached", "storage", "broker", "idp", "server", "daemons", "vo")
+COMPONENTS = (
+    "memcached",
+    "storage",
+    *(xrootd.component(rse) for rse in xrootd.XROOTD_RSES),
+    "broker",
+    "idp",
+    "server",
+    "daemons",
+    "vo",
+)
 # The processes this Python process started, so that they are reaped when stopped.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 SERVER_START_TIMEOUT = 90.0
@@ -192,6 +202,11 @@ class EmbeddedLake:
             ("broker", "broker_port", None),
             ("vo", "vo_port", None),
             ("idp", "idp_port", None),
+            *(
+                (xrootd.component(rse), key, None)
+                for rse in xrootd.XROOTD_RSES
+                for key in xrootd.port_keys(rse)
+            ),
         ):
             port = int(wanted or saved.get(key) or 0)
             if port and (
@@ -325,7 +340,50 @@ class EmbeddedLake:
                 f"{exc} See {self._log('broker')}:\n{_tail(self._log('broker'))}"
             ) from exc
 
-    def _bootstrap(self, seed: bool, storage_port: int, idp_issuer: str) -> dict[str, Any]:
+    def _xrootd_endpoints(self, ports: dict[str, int]) -> list[xrootd.XRootDEndpoint]:
+        return [
+            xrootd.XRootDEndpoint(rse, *(ports[key] for key in xrootd.port_keys(rse)))
+            for rse in xrootd.XROOTD_RSES
+        ]
+
+    def _start_xrootd(self, ports: dict[str, int]) -> dict[str, float]:
+        """Start the storage elements' XRootD servers not running; wait until they answer.
+
+        Returns the seconds each one took to answer (empty if all were running).
+        """
+        issuer = issuer_url(ports["idp_port"])
+        started: dict[str, tuple[xrootd.XRootDEndpoint, float]] = {}
+        name = ""
+        try:
+            for endpoint in self._xrootd_endpoints(ports):
+                name = xrootd.component(endpoint.rse)
+                if _alive(self._pid(name)):
+                    continue
+                with self._log(name).open("ab") as log:
+                    process = xrootd.start(self.paths, endpoint, issuer, log)
+                _CHILDREN[process.pid] = process
+                self._pid_file(name).write_text(str(process.pid))
+                started[name] = (endpoint, time.monotonic())
+            took = {}
+            for name, (endpoint, at) in started.items():
+                pid = self._pid(name)
+                xrootd.wait_ready(
+                    endpoint, self.paths.pki / "ca.pem", functools.partial(_alive, pid)
+                )
+                took[name] = round(time.monotonic() - at, 2)
+            return took
+        except xrootd.XRootDError as exc:
+            raise EmbeddedLakeError(
+                f"{exc} See {self._log(name)}:\n{_tail(self._log(name))}"
+            ) from exc
+
+    def _bootstrap(
+        self,
+        seed: bool,
+        storage_port: int,
+        xrootd_ports: dict[str, tuple[int, int]],
+        idp_issuer: str,
+    ) -> dict[str, Any]:
         argv = [
             sys.executable,
             "-m",
@@ -333,6 +391,8 @@ class EmbeddedLake:
             str(self.paths.root),
             "--storage-port",
             str(storage_port),
+            "--xrootd-ports",
+            json.dumps(xrootd_ports),
             "--idp-issuer",
             idp_issuer,
         ]
@@ -417,13 +477,22 @@ class EmbeddedLake:
         self._wait_for_http(
             "idp", f"{idp_url}/.well-known/openid-configuration", verify=str(pki.ca_cert)
         )
+        progress("serving the storage elements over root:// and davs:// (XRootD, tokens)")
+        took = self._start_xrootd(ports)
+        if took:
+            progress("XRootD answering after " + ", ".join(f"{n} {s} s" for n, s in took.items()))
         first_start = not self.paths.seed_marker.exists()
         if not first_start:  # the catalogue exists: check it while the server starts
             progress("starting the Rucio server")
             self._start_server(server_port)
         if not _alive(self._pid("daemons")):
             progress("building the catalogue" + (" and seeding sample data" if seed else ""))
-            report = self._bootstrap(seed, storage_port, idp_url)
+            report = self._bootstrap(
+                seed,
+                storage_port,
+                {e.rse: (e.root_port, e.https_port) for e in self._xrootd_endpoints(ports)},
+                idp_url,
+            )
             if report.get("seed") and not report["seed"].get("skipped"):
                 progress(f"seeded in {report['seed']['total_s']} s")
         if first_start:
@@ -461,6 +530,11 @@ class EmbeddedLake:
             "vo_url": f"http://127.0.0.1:{ports['vo_port']}",
             "idp_url": idp_url,
             "ca_cert": str(pki.ca_cert),
+            "storage_ca": str(self.paths.pki / "ca.pem"),
+            "xrootd": {
+                e.rse: {"root": e.root_url, "davs": "davs" + e.https_url[len("https") :]}
+                for e in self._xrootd_endpoints(ports)
+            },
             "compute_site": self.compute_site.name,
             "mounted_rse": self.compute_site.rse,
             "mount_path": str(self.mount_path),
