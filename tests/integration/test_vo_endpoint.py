@@ -120,14 +120,14 @@ def test_datalink_this_downloads_the_file(vo_url: str, lake_config: LakeConfig) 
     tap = pyvo.dal.TAPService(f"{vo_url}/tap")
     row = tap.search(
         "SELECT access_url, lake_did FROM ivoa.obscore "
-        "WHERE lake_did = 'cta:crab-2024.dl3.0001.fits'"
+        "WHERE lake_did = 'ska:sdc2.continuum.0001.fits'"
     ).to_table()[0]
     links = pyvo.dal.DALResults.from_result_url(str(row["access_url"])).to_table()
     this = [r for r in links if r["semantics"] == "#this"]
     assert this and all(str(r["access_url"]).startswith("http://127.0.0.1:") for r in this)
     distances = [float(r["distance_km"]) for r in this]
     assert distances == sorted(distances)
-    assert this[0]["site"] == lake_config.compute_site  # a copy at CERN is nearest
+    assert this[0]["site"] == lake_config.compute_site  # its home, CERN, is nearest
     data = requests.get(str(this[0]["access_url"]), timeout=30).content
     from escape_portal.lake import Lake
 
