@@ -83,6 +83,35 @@ def _lake(args: argparse.Namespace) -> Lake:
     return Lake.from_instance(args.instance)
 
 
+def _lake_env(args: argparse.Namespace, lake: Any) -> int:
+    """``lake env``: the variables with which Rucio's CLI and grid clients use the lake."""
+    import shlex
+
+    paths = lake.paths
+    if not paths.rucio_client_cfg.exists() or lake.status().rucio_host is None:
+        print(
+            f"error: the embedded lake in {paths.root} is not running; "
+            "start it with 'escape-portal lake up'",
+            file=sys.stderr,
+        )
+        return EXIT_EMBEDDED
+    variables = {
+        "RUCIO_CONFIG": str(paths.rucio_client_cfg),
+        # The lake's CA, for the clients of its https/davs/root+TLS storage.
+        "X509_CERT_DIR": str(paths.pki / "certificates"),
+        "REQUESTS_CA_BUNDLE": str(paths.pki / "ca.pem"),
+    }
+    _emit(
+        args,
+        variables,
+        lambda: (
+            "\n".join(f"export {k}={shlex.quote(v)}" for k, v in variables.items())
+            + "\n# then, e.g.: rucio whoami; rucio list-dids 'cta:*'"
+        ),
+    )
+    return 0
+
+
 def cmd_lake(args: argparse.Namespace) -> int:
     """``lake up|down|status``."""
     from escape_portal.embedded.supervisor import EmbeddedLake, EmbeddedLakeError
@@ -98,6 +127,8 @@ def cmd_lake(args: argparse.Namespace) -> int:
             elapsed = time.monotonic() - started
             if not args.json:
                 print(f"Embedded lake up in {elapsed:.1f} s.", file=sys.stderr)
+        elif args.action == "env":
+            return _lake_env(args, lake)
         elif args.action == "down":
             stopped = lake.down()
             _emit(
@@ -928,7 +959,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     lake = sub.add_parser("lake", parents=[common], help="run the embedded data lake")
-    lake.add_argument("action", choices=["up", "down", "status"])
+    lake.add_argument(
+        "action",
+        choices=["up", "down", "status", "env"],
+        help="env: what to export to use Rucio's own CLI (and xrdcp, gfal-copy) on it",
+    )
     lake.add_argument("--data-dir", help="state folder (default ~/.escape-portal/lake)")
     lake.add_argument("--port", type=int, help="port of the Rucio server on 127.0.0.1")
     lake.add_argument("--database-url", help="SQLAlchemy URL instead of SQLite")

@@ -3,6 +3,7 @@
 Everything lives below one data directory::
 
     etc/rucio.cfg, etc/alembic.ini   configuration of server and daemons
+    etc/rucio-client.cfg             for Rucio's own CLI (``escape-portal lake env``)
     db/rucio.db                      the SQLite catalogue (unless a database URL is given)
     rse/<RSE>/                       one folder per POSIX storage element
     logs/                            one log file per process
@@ -98,6 +99,11 @@ class LakePaths:
     def idpsecrets(self) -> Path:
         """Rucio's client registration at the lake's identity provider (mode 0600)."""
         return self.etc / "idpsecrets.json"
+
+    @property
+    def rucio_client_cfg(self) -> Path:
+        """A client-only ``rucio.cfg`` for Rucio's own CLI (``escape-portal lake env``)."""
+        return self.etc / "rucio-client.cfg"
 
     @property
     def alembic_ini(self) -> Path:  # noqa: D102
@@ -279,10 +285,16 @@ def write_rucio_config(
             paths, idp_issuer, idp_client_secret or DEMO_CLIENTS["rucio"], server_port
         )
     # Owner-only: it holds the broker's password (and a database URL may hold one).
-    fd = os.open(paths.rucio_cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        cfg.write(handle)
+    _write_private(paths.rucio_cfg, cfg)
+    # Rucio's CLI reads its credentials from [client]; the server's file has none. The
+    # operator's demo identity (published, see DEMO_PASSWORD) in a file of its own.
+    client = configparser.ConfigParser(interpolation=None)
+    client["client"] = {
+        **cfg["client"],
+        "username": DEMO_USERNAME,
+        "password": DEMO_PASSWORD,
+    }
+    _write_private(paths.rucio_client_cfg, client)
 
     alembic = configparser.ConfigParser(interpolation=None)
     alembic["alembic"] = {
@@ -339,6 +351,13 @@ def _write_idpsecrets(
         "expected_audience": RUCIO_AUDIENCE,
         "expected_scope": " ".join(RUCIO_SCOPES),
     }
+
+
+def _write_private(path: Path, cfg: configparser.ConfigParser) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        cfg.write(handle)
 
 
 def _rucio_package_dir() -> str:

@@ -31,6 +31,35 @@ def test_lake_status_and_idempotent_up(lake_env: dict[str, str], embedded_lake) 
     assert "Rucio 41.5.1" in text.stdout and "daemons" in text.stdout
 
 
+def test_lake_env_lets_rucios_own_cli_in(lake_env: dict[str, str], embedded_lake, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    exports = run(lake_env, "lake", "env", "--json")
+    assert exports.returncode == 0, exports.stderr
+    variables = json.loads(exports.stdout)
+    assert Path(variables["RUCIO_CONFIG"]).stat().st_mode & 0o077 == 0  # owner-only
+    text = run(lake_env, "lake", "env").stdout
+    assert f"export RUCIO_CONFIG={variables['RUCIO_CONFIG']}" in text
+    # Rucio's own CLI, as a researcher runs it beside the portal (its token cache in tmp).
+    env = {**lake_env, **variables, "HOME": str(tmp_path), "TMPDIR": str(tmp_path)}
+    rucio = Path(sys.executable).with_name("rucio")
+    whoami = subprocess.run(
+        [str(rucio), "whoami"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert whoami.returncode == 0, whoami.stderr
+    assert "root" in whoami.stdout
+    dids = subprocess.run(
+        [str(rucio), "list-dids", "cta:*", "--filter", "type=DATASET"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert dids.returncode == 0, dids.stderr
+    assert "crab-2024.dl3" in dids.stdout
+
+
 def test_ls_find_info_replicas(lake_env: dict[str, str]) -> None:
     ls = run(lake_env, "ls", "--json")
     assert "cta" in json.loads(ls.stdout)
