@@ -45,7 +45,13 @@ from escape_portal.errors import LakeError
 from escape_portal.lake import Lake
 from escape_portal.vo_ids import parse_publisher_did
 from escape_portal.vo_publish import adql, obscore, uws, vo_registry, vo_schema
-from escape_portal.vo_publish.votable import VOTABLE_MIME, Field, error_document, table_document
+from escape_portal.vo_publish.votable import (
+    DATALINK_MIME,
+    VOTABLE_MIME,
+    Field,
+    error_document,
+    table_document,
+)
 
 log = logging.getLogger("escape_portal.vo")
 
@@ -288,15 +294,14 @@ class VOService:
     def _links(self, ident: str, site: str | None) -> list[list[Any]]:
         did = parse_publisher_did(ident)
         if did is None:
-            return [[ident, None, None, f"UsageFault: {ident} is not an ID of this service"]
-                    + [None] * 9]  # fmt: skip
+            return [_error_row(ident, f"UsageFault: {ident} is not an ID of this service")]
         with self._lake_lock:
             lake = self.lake()
             replicas = next(iter(lake.file_replicas([did])), None)
             sites = lake.rse_sites()
             site = site or lake.config.compute_site
         if replicas is None:
-            return [[ident, None, None, f"NotFoundFault: {did} is not in the lake"] + [None] * 9]
+            return [_error_row(ident, f"NotFoundFault: {did} is not in the lake")]
         topology = self.topology(site) if site else None
         options = []
         for rse, pfns in replicas.pfns.items():
@@ -316,8 +321,7 @@ class VOService:
             options.append((key, rse, url, link.km if link else None))
         options.sort(key=lambda o: o[0])
         if not options:
-            return [[ident, None, None, f"NotFoundFault: no readable replica of {did}"]
-                    + [None] * 9]  # fmt: skip
+            return [_error_row(ident, f"NotFoundFault: no readable replica of {did}")]
         content_type = "application/fits" if did.name.endswith(".fits") else None
         return [
             [ident, url, None, None, "#this", f"{did} at {rse}" + (
@@ -337,6 +341,11 @@ class VOService:
             "error": f"No target named {name!r} in the lake.",
             "hint": f"Known targets: {known or 'none'}.",
         }
+
+
+def _error_row(ident: str, message: str) -> list[Any]:
+    """A DataLink row saying why ``ident`` has no links (semantics ``#this``, per the standard)."""
+    return [ident, None, None, message, "#this"] + [None] * 8
 
 
 # -- parameters -------------------------------------------------------------------------
@@ -690,7 +699,7 @@ class VOHandler(http.server.BaseHTTPRequestHandler):
             elif path in ("/scs/query", "/scs"):
                 self._votable(*service.scs(params))
             elif path == "/datalink/links":
-                self._votable(*service.datalink(params))
+                self._votable(*service.datalink(params), mime=DATALINK_MIME)
             elif path == "/resolve":
                 name = _one(params, "name") or _one(params, "NAME")
                 if not name:
@@ -717,8 +726,8 @@ class VOHandler(http.server.BaseHTTPRequestHandler):
     def _json(self, status: int, payload: dict[str, Any]) -> None:
         self._send(status, "application/json", json.dumps(payload) + "\n")
 
-    def _votable(self, status: int, body: str) -> None:
-        self._send(status, f"{VOTABLE_MIME}; charset=utf-8", body)
+    def _votable(self, status: int, body: str, mime: str = VOTABLE_MIME) -> None:
+        self._send(status, f"{mime}; charset=utf-8", body)
 
     def _send(self, status: int, content_type: str, body: str, location: str | None = None) -> None:
         data = body.encode("utf-8")

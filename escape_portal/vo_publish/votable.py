@@ -15,6 +15,8 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 VOTABLE_MIME = "application/x-votable+xml"
+#: What a DataLink service answers (DataLink 1.1, section 3.3).
+DATALINK_MIME = "application/x-votable+xml;content=datalink"
 INT_NULL = {"short": -32768, "int": -2147483648, "long": -9223372036854775808}
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 

@@ -188,6 +188,22 @@ def test_taplint_has_no_errors(vo_url: str, tmp_path: Path) -> None:
     assert summary and "Errors: 0" in summary[-1], done.stdout[-4000:]
 
 
+@pytest.mark.skipif(shutil.which("stilts") is None, reason="STILTS is not installed "
+                    "(Debian: apt-get install stilts); datalinklint is skipped")  # fmt: skip
+@pytest.mark.parametrize(
+    "did", ["ska:sdc2.continuum.0001.fits", "cta:nope.fits", "cta:crab-2024.dl3"]
+)
+def test_datalinklint_has_no_errors(vo_url: str, did: str, tmp_path: Path) -> None:
+    # Known, unknown and not-a-file IDs: error rows too must follow the standard.
+    done = subprocess.run(
+        ["stilts", "datalinklint", f"votable={vo_url}/datalink/links?ID=ivo://escape.eu/lake?{did}",
+         "report=EW"],
+        capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    summary = [line for line in done.stdout.splitlines() if line.startswith("Totals")]
+    assert summary and "Errors: 0" in summary[-1], done.stdout[-4000:]
+
+
 @pytest.fixture()
 def unread_redirects() -> Iterator[None]:
     """Ignore the socket pyvo 1.9.1 leaks when it creates a job.
