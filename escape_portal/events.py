@@ -290,7 +290,7 @@ class Watch:
 
 def _key(event: ProgressEvent) -> tuple[object, ...]:
     p = event.progress
-    return (event.state, p.files_done, p.bytes_done, p.stuck_reason)
+    return (event.state, p.files_done, p.bytes_done, p.stuck_reason, event.error)
 
 
 def when_available(lake: Lake, rule_id: str, callback: Callback, **kwargs: object) -> Watch:

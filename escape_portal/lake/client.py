@@ -162,6 +162,10 @@ class Lake:
         self._protocols: dict[str, list[dict[str, Any]]] | None = None
         self._scopes: set[str] | None = None
         self._expressions: dict[str, frozenset[str]] = {}
+        #: Called with a message in the user's words when a call starts waiting for the
+        #: lake to come back (its server went away; calls retry for ``config.timeout`` s),
+        #: and with ``None`` once it answers again.
+        self.on_waiting: Callable[[str | None], None] | None = None
 
     @classmethod
     def from_instance(cls, name: str | None = None) -> Lake:
@@ -182,8 +186,12 @@ class Lake:
         """The underlying Rucio client (authenticated on first use)."""
         if self._client is None:
             with self._calling(f"authenticating to {self.config.rucio_host}"):
-                self._client = make_client(self.config)
+                self._client = make_client(self.config, on_waiting=self._waiting)
         return self._client
+
+    def _waiting(self, message: str | None) -> None:
+        if self.on_waiting is not None:
+            self.on_waiting(message)
 
     def _stream(self, what: str, produce: Callable[[], Iterable[T]]) -> Iterator[T]:
         """Iterate a server stream, mapping errors raised at any step."""
