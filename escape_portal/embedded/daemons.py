@@ -219,10 +219,12 @@ def main() -> int:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(threadName)s %(message)s"
     )
+    from escape_portal.embedded.rucio_cache import reconnect_to_memcached
     from escape_portal.embedded.sqlite_compat import cap_or_chains, immediate_reaper_marking
 
     immediate_reaper_marking()  # before the reaper imports it
     cap_or_chains()
+    reconnect_to_memcached()
     daemons = _daemons()
     stopping = threading.Event()
 

@@ -27,8 +27,9 @@ from escape_portal.lake import DID, Lake, RuleProgress
 
 pytestmark = pytest.mark.lake
 DESTINATION = "CERN-DISK"
-#: A part killed must answer again within this many seconds.
-RESTART_WITHIN = 20.0
+#: A part killed must answer again within this many seconds (on 2 busy cores; the
+#: server's restart is mostly importing Rucio's application, ~4 s of CPU).
+RESTART_WITHIN = 45.0
 
 
 @pytest.fixture(scope="module")
@@ -151,8 +152,10 @@ def test_make_available_wait_says_one_line_while_the_server_is_down(
     _signal_group(daemons, signal.SIGSTOP)
     try:
         cli = subprocess.Popen(
-            [sys.executable, "-m", "escape_portal.cli", "make-available", str(did)]
-            + ["--rse", DESTINATION, "--wait", "--timeout", "120"],
+            [
+                *(sys.executable, "-m", "escape_portal.cli", "make-available", str(did)),
+                *("--rse", DESTINATION, "--wait", "--timeout", "120"),
+            ],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
