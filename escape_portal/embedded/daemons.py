@@ -222,9 +222,9 @@ def main() -> int:
     from escape_portal.embedded.rucio_cache import reconnect_to_memcached
     from escape_portal.embedded.sqlite_compat import cap_or_chains, immediate_reaper_marking
 
+    reconnect_to_memcached()  # before Rucio's modules make their cache regions
     immediate_reaper_marking()  # before the reaper imports it
     cap_or_chains()
-    reconnect_to_memcached()
     daemons = _daemons()
     stopping = threading.Event()
 
