@@ -142,45 +142,41 @@ def test_make_available_wait_says_one_line_while_the_server_is_down(
     own_lake: EmbeddedLake, own_config: LakeConfig, tmp_path: Path
 ) -> None:
     lake = Lake(own_config)
-    did = fresh_dataset(lake, prefix="cli-wait")
+    did = fresh_dataset(lake, prefix="cli-wait", files=100)  # copies for a while
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RUCIO_", "ESCAPE_PORTAL_"))}
     env["ESCAPE_PORTAL_LAKE_DIR"] = str(own_lake.paths.root)
     env["ESCAPE_PORTAL_CONFIG"] = str(tmp_path / "no-instances.toml")
-    supervisor, daemons = _pid(own_lake, SUPERVISOR), _pid(own_lake, "daemons")
-    # Hold the transfers (daemons) and the restarts (supervisor) while the rule is made.
-    _signal_group(supervisor, signal.SIGSTOP)
-    _signal_group(daemons, signal.SIGSTOP)
+    cli = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "escape_portal.cli", "make-available", str(did)),
+            *("--rse", DESTINATION, "--wait", "--timeout", "150"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,  # bytes: text mode would turn the bar's \r into lines
+    )
+    supervisor = _pid(own_lake, SUPERVISOR)
     try:
-        cli = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "escape_portal.cli", "make-available", str(did)),
-                *("--rse", DESTINATION, "--wait", "--timeout", "120"),
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
         deadline = time.monotonic() + 60
-        while lake.rules(did) == [] or len(lake.rules(did)) < 2:  # the fresh rule + ours
-            assert time.monotonic() < deadline and cli.poll() is None
+        while len(lake.rules(did)) < 2:  # the fresh dataset's own rule, and the CLI's
+            assert time.monotonic() < deadline and cli.poll() is None, cli.communicate()
             time.sleep(0.3)
         time.sleep(1.0)  # the CLI follows the rule
-        server = _pid(own_lake, "server")
-        _signal_group(server, signal.SIGKILL)
-        _signal_group(daemons, signal.SIGCONT)  # transfers finish; hermes notifies the CLI
-        time.sleep(8.0)  # the CLI asks the dead server and waits for it
+        # Hold the restarts while the server is away, so that the CLI meets it dead.
+        _signal_group(supervisor, signal.SIGSTOP)
+        _signal_group(_pid(own_lake, "server"), signal.SIGKILL)
+        time.sleep(8.0)  # transfers go on; their notifications make the CLI ask
     finally:
-        _signal_group(daemons, signal.SIGCONT)
         _signal_group(supervisor, signal.SIGCONT)
-    out, err = cli.communicate(timeout=120)
+    out_bytes, err_bytes = cli.communicate(timeout=150)
+    out, err = out_bytes.decode(), err_bytes.decode()
     assert cli.returncode == 0, err
-    assert f"The lake at {own_config.rucio_host} does not answer; waiting for it to come back" in (
-        err
-    )
+    message = f"The lake at {own_config.rucio_host} does not answer; waiting for it to come back"
+    assert message in err
     for raw in ("ConnectionError", "HTTPConnectionPool", "Traceback", "ERROR"):
         assert raw not in err, err
     assert "available" in out
-    # One line updated in place: carriage returns, a single newline at its end.
-    progress_lines = [line for line in err.split("\n") if "waiting for it to come back" in line]
-    assert len(progress_lines) == 1, err
+    # One line, updated in place (carriage returns): the message never on a line of its own.
+    lines = err.split("\n")
+    assert not [line for line in lines if line.strip().startswith(message)], err
+    assert len([line for line in lines if message in line]) == 1, err
