@@ -11,7 +11,8 @@ between loops, and one thread asks the catalogue every ``WATCH`` seconds whether
 have work (a request, a DID event, a rule to inject, a notification, a counter to
 update: one indexed ``LIMIT 1`` query per table); while there is, it wakes them at once
 (their stop events are replaced by :class:`WakeableStop`, which Rucio's loop waits on).
-Housekeeping daemons (expiry, repair, deletion) sleep ``SLOW`` seconds.
+The judge-cleaner and the reaper (expired rules, deletion) sleep ``EXPIRY`` seconds,
+other housekeeping daemons ``SLOW``.
 Started by the supervisor as ``python -m escape_portal.embedded.daemons`` with
 ``RUCIO_CONFIG`` set; stops on SIGTERM/SIGINT.
 """
@@ -32,8 +33,11 @@ from typing import Any
 IDLE = 60
 #: Seconds between two questions "is there work?" to the catalogue.
 WATCH = 1.0
-#: Seconds between loops of housekeeping daemons (expiry, repair, deletion).
+#: Seconds between loops of housekeeping daemons (repair, DID expiry, storage usage).
 SLOW = 120
+#: Seconds between loops of the judge-cleaner and the reaper: an expired rule is gone,
+#: and its replicas deleted, within a minute or so.
+EXPIRY = 30
 
 
 class WakeableStop(threading.Event):
@@ -137,7 +141,7 @@ def _daemons() -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
         ),
         ("judge-injector", lambda: injector.rule_injector(sleep_time=IDLE), injector.stop),
         ("judge-repairer", lambda: repairer.rule_repairer(sleep_time=SLOW), repairer.stop),
-        ("judge-cleaner", lambda: cleaner.rule_cleaner(sleep_time=SLOW), cleaner.stop),
+        ("judge-cleaner", lambda: cleaner.rule_cleaner(sleep_time=EXPIRY), cleaner.stop),
         (
             "conveyor-submitter",
             lambda: submitter.submitter(
@@ -172,7 +176,7 @@ def _daemons() -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
         (
             "reaper",
             lambda: reaper.reaper(
-                rses=[], include_rses=None, exclude_rses=None, greedy=True, sleep_time=SLOW
+                rses=[], include_rses=None, exclude_rses=None, greedy=True, sleep_time=EXPIRY
             ),
             reaper.stop,
         ),
