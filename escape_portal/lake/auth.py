@@ -109,7 +109,8 @@ def _gone(exc: BaseException) -> bool:
     return isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.Timeout)
 
 
-def _answered(rucio_host: str) -> None:
+def lake_answered(rucio_host: str) -> None:
+    """Note that the lake at ``rucio_host`` answered: calls then wait for it if it goes."""
     with _ANSWERED_LOCK:
         _ANSWERED.add(rucio_host)
 
@@ -163,7 +164,7 @@ class PortalClient(Client):  # type: ignore[misc]
                 time.sleep(pause)
                 pause = min(RETRY_MAX, pause * 2)
                 continue
-            _answered(self.host)
+            lake_answered(self.host)
             if waiting and self.on_waiting is not None:
                 self.on_waiting(None)
             return result

@@ -22,7 +22,7 @@ from rucio.common import exception as rx
 
 from escape_portal import errors
 from escape_portal.config import LakeConfig, select_instance
-from escape_portal.lake.auth import PortalClient, jwt_expiry, make_client
+from escape_portal.lake.auth import PortalClient, jwt_expiry, lake_answered, make_client
 from escape_portal.lake.models import (
     DID,
     DatasetReplica,
@@ -231,7 +231,9 @@ class Lake:
                 verify=self.config.ca_cert or True,
             )
             response.raise_for_status()
-            return str(response.json()["version"])
+            version = str(response.json()["version"])
+        lake_answered(self.config.rucio_host)  # later calls wait for it if it goes away
+        return version
 
     # -- browse and search ----------------------------------------------------------------
 
