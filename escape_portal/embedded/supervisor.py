@@ -769,20 +769,20 @@ class Supervisor:
             time.sleep(WATCH_INTERVAL)
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Stop every part, in reverse order, by process group."""
-        for name in reversed(COMPONENTS):
-            child = self.children.pop(name, None)
-            if child is None:
-                continue
-            process = child.process
-
-            def reap(process: subprocess.Popen[bytes] | None = process) -> None:
-                if process is not None:
-                    process.poll()
-
-            _stop_group(child.pid, timeout, reap)
-            self.lake._pid_file(name).unlink(missing_ok=True)
-            log.info("stopped %s (pid %d)", name, child.pid)
+        """Stop every part by process group: all asked at once, SIGKILL after ``timeout``."""
+        children = [self.children.pop(n) for n in reversed(COMPONENTS) if n in self.children]
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in children:
+            while (not child.dead() or _group_alive(child.pid)) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.dead()  # reaps it
+            self.lake._pid_file(child.part.name).unlink(missing_ok=True)
+            log.info("stopped %s (pid %d)", child.part.name, child.pid)
 
 
 def run(data_dir: Path, *, seed: bool, compute_site: str) -> int:
