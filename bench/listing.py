@@ -77,7 +77,7 @@ def main() -> int:
     parser.add_argument("--skip-up", action="store_true", help="do not time lake down/up")
     args = parser.parse_args()
 
-    from escape_portal.config import embedded_instance
+    from escape_portal.embedded.instance import embedded_instance
     from escape_portal.embedded.layout import DEMO_PASSWORD, DEMO_USERNAME
     from escape_portal.embedded.supervisor import EmbeddedLake
 

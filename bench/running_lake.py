@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from escape_portal.config import embedded_instance
+from escape_portal.embedded.instance import embedded_instance
 from escape_portal.embedded.supervisor import EmbeddedLake
 from escape_portal.lake import Lake
 

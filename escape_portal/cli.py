@@ -15,6 +15,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from escape_portal import __version__
@@ -706,6 +707,66 @@ def cmd_vo_registry(args: argparse.Namespace) -> int:
     return 0
 
 
+def _vo_state_dir(name: str) -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "escape-portal" / "vo" / name
+
+
+def cmd_vo_serve(args: argparse.Namespace) -> int:
+    """Publish an instance in the VO (TAP, SIA2, SCS, DataLink, RegTAP) until Ctrl-C."""
+    from escape_portal.config import select_instance
+    from escape_portal.vo_publish.server import run, serve
+
+    config = select_instance(args.instance)  # fails now if the instance is unknown
+    state_dir = Path(args.state_dir or _vo_state_dir(config.name)).expanduser().resolve()
+    try:
+        server = serve(
+            config.name, args.port, state_dir, host=args.host, public_url=args.public_url
+        )
+    except OSError as exc:
+        raise InvalidRequest(
+            f"Cannot listen on {args.host}:{args.port}: {exc.strerror or exc}.",
+            "Choose another --port (0: any free one) or --host.",
+        ) from exc
+    base = server.service.base_url
+    if args.host in ("0.0.0.0", "::", "") and not args.public_url:
+        print(
+            f"warning: the services will name themselves {base}, which clients elsewhere "
+            "cannot reach; give --public-url (the address they use).",
+            file=sys.stderr,
+        )
+    endpoints = {
+        "instance": config.name,
+        "rucio_host": config.rucio_host,
+        "url": base,
+        "tap": f"{base}/tap",
+        "sia2": f"{base}/sia2/query",
+        "scs": f"{base}/scs/query",
+        "datalink": f"{base}/datalink/links",
+        "state_dir": str(state_dir),
+    }
+    if args.json:
+        print(json.dumps(endpoints), flush=True)
+    else:
+        print(
+            f"Publishing {config.name} ({config.rucio_host}) in the Virtual Observatory at "
+            f"{base}\n  TAP {base}/tap, SIA2 {base}/sia2/query, SCS {base}/scs/query\n"
+            f"  state in {state_dir}; Ctrl-C to stop.",
+            file=sys.stderr,
+            flush=True,
+        )
+    try:
+        records = len(server.service.snapshot().harvest.records)
+        if not args.json:
+            print(f"  {records} ObsCore records published.", file=sys.stderr, flush=True)
+    except LakeError as exc:  # served anyway: Rucio is asked again on the next query
+        print(f"warning: {exc.message} Asked again on each query.", file=sys.stderr, flush=True)
+    run(server)
+    if not args.json:
+        print("Stopped.", file=sys.stderr)
+    return 0
+
+
 def cmd_vo_search(args: argparse.Namespace) -> int:
     """Search VO services at once; mark rows that are lake files; bring them near compute."""
     from escape_portal.discovery import (
@@ -850,17 +911,37 @@ def _cell(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _common_options(*, top_level: bool) -> argparse.ArgumentParser:
+    """``--instance`` and ``--json``, accepted before the command and after it.
+
+    argparse copies a sub-command's defaults over what the main parser read, so after the
+    command the options have no default (``SUPPRESS``): ``escape-portal --json find X``
+    and ``escape-portal find X --json`` mean the same.
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--instance",
+        default=None if top_level else argparse.SUPPRESS,
+        help="configured Rucio instance to use",
+    )
+    common.add_argument(
+        "--json",
+        action="store_true",
+        default=False if top_level else argparse.SUPPRESS,
+        help="print JSON for scripts",
+    )
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--instance", help="configured Rucio instance to use")
-    common.add_argument("--json", action="store_true", help="print JSON for scripts")
-
     parser = argparse.ArgumentParser(
         prog="escape-portal",
         description="Browse the ESCAPE data lake and bring data next to your compute.",
-        parents=[common],
+        parents=[_common_options(top_level=True)],
     )
+    # The same options after the command; they must not reset what was given before it.
+    common = _common_options(top_level=False)
     parser.add_argument("--version", action="version", version=f"escape-portal {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -1003,6 +1084,17 @@ def build_parser() -> argparse.ArgumentParser:
     vs.add_argument("--wait", action="store_true", help="with --make-available: show progress")
     vs.add_argument("--timeout-wait", dest="wait_timeout", type=float, default=3600.0)
     vs.set_defaults(func=cmd_vo_search)
+
+    serve = vo_sub.add_parser(
+        "serve",
+        parents=[common],
+        help="publish an instance in the VO (TAP, SIA2, SCS, DataLink) until Ctrl-C",
+    )
+    serve.add_argument("--port", type=int, default=0, help="port (default: any free one)")
+    serve.add_argument("--state-dir", help="its folder (default ~/.local/state/escape-portal/vo)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--public-url", help="URL clients reach it at (default http://HOST:PORT)")
+    serve.set_defaults(func=cmd_vo_serve)
     return parser
 
 

@@ -7,7 +7,20 @@ An instance is read from, in this order of precedence (first found wins per inst
 2. environment variables as JupyterHub deployments set them (instance ``env``);
 3. an existing ``rucio.cfg`` (``$RUCIO_CONFIG``, ``$RUCIO_HOME/etc/rucio.cfg`` or
    ``/opt/rucio/etc/rucio.cfg``), instance ``rucio-cfg``;
-4. the embedded lake, when it runs (instance ``embedded``).
+4. instance providers: installed packages that describe instances themselves, through
+   the entry-point group ``escape_portal.instances`` (:data:`INSTANCE_PROVIDERS`). Each
+   entry point names a function ``describe(env) -> LakeConfig | None``; the portal's own
+   embedded lake is one (``embedded = "escape_portal.embedded.instance:describe"``), the
+   instance ``embedded`` while it runs.
+
+Why entry points rather than the running embedded lake writing an instance file: the
+configuration stays a thing the user writes (the embedded lake's demo password would
+otherwise sit in a file this module refuses passwords in), several lakes can run with
+different ``ESCAPE_PORTAL_LAKE_DIR`` without one shared file to fight over, and a lake
+that was killed leaves no stale description behind — ``describe`` reads the lake's own
+state on each call. This module imports no provider: the layers stay top-down (see
+``tests/unit/test_layers.py``). A provider's entry point is read from the installed
+metadata, so a change to the group needs ``pip install -e .`` again.
 
 Passwords and tokens are only ever held in memory: a configuration file names the file
 or variable a token comes from, never the token. See ``docs/configuration.md``.
@@ -16,9 +29,13 @@ or variable a token comes from, never the token. See ``docs/configuration.md``.
 from __future__ import annotations
 
 import configparser
+import functools
+import importlib.metadata
+import logging
 import os
+import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +45,10 @@ from escape_portal.errors import InvalidRequest
 AuthType = Literal["userpass", "oidc", "x509", "x509_proxy"]
 AUTH_TYPES: tuple[str, ...] = ("userpass", "oidc", "x509", "x509_proxy")
 DEFAULT_TIMEOUT = 30.0
+#: The entry-point group of instance providers (see the module's docstring).
+INSTANCE_PROVIDERS = "escape_portal.instances"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -311,31 +332,43 @@ def instance_from_rucio_cfg(path: Path, env: Mapping[str, str] | None = None) ->
     return _env_secrets(config, env)
 
 
-def embedded_instance(env: Mapping[str, str] | None = None) -> LakeConfig | None:
-    """The embedded lake of ``$ESCAPE_PORTAL_LAKE_DIR`` (or the default), if it was started."""
-    from escape_portal.embedded import layout
+@functools.lru_cache(maxsize=4)
+def _providers(search_path: tuple[str, ...]) -> tuple[Callable[..., LakeConfig | None], ...]:
+    """The loaded ``describe`` functions (scanning the installed metadata takes ~50 ms)."""
+    found = []
+    for entry in importlib.metadata.entry_points(group=INSTANCE_PROVIDERS):
+        try:
+            found.append(entry.load())
+        except (ImportError, AttributeError) as exc:
+            log.warning(
+                "instance provider %s (%s) cannot be loaded: %s", entry.name, entry.value, exc
+            )
+    return tuple(found)
 
-    state = layout.read_state(layout.LakePaths(layout.default_data_dir(env)))
-    if not state:
-        return None
-    return LakeConfig(
-        name="embedded",
-        rucio_host=state["rucio_host"],
-        account=layout.DEMO_ACCOUNT,
-        auth_type="userpass",
-        username=layout.DEMO_USERNAME,
-        password=layout.DEMO_PASSWORD,
-        compute_site=state.get("compute_site"),
-        mounted_rse=state.get("mounted_rse"),
-        mount_path=state.get("mount_path"),
-        cric_feed=state.get("cric_feed"),
-        network_feed=state.get("perfsonar_feed"),
-        broker=state.get("broker"),
-        broker_destination=state.get("broker_destination", "/topic/rucio.events"),
-        broker_vhost=state.get("broker_vhost"),
-        vo_url=state.get("vo_url"),
-        source=str(state["data_dir"]),
-    )
+
+def provided_instances(env: Mapping[str, str] | None = None) -> dict[str, LakeConfig]:
+    """The instances installed providers describe now (entry points :data:`INSTANCE_PROVIDERS`).
+
+    A provider that cannot be loaded (a stale install) is skipped with a warning; one that
+    describes nothing (``None``: its lake is not running) adds nothing. The providers are
+    found once per ``sys.path``; what they describe is asked on every call.
+    """
+    env = os.environ if env is None else env
+    found: dict[str, LakeConfig] = {}
+    for describe in _providers(tuple(sys.path)):
+        config = describe(env)
+        if config is not None and config.name not in found:
+            found[config.name] = config
+    return found
+
+
+def embedded_instance(env: Mapping[str, str] | None = None) -> LakeConfig | None:
+    """The instance ``embedded`` its provider describes (``None`` if the lake is not started).
+
+    Kept for callers; it is :func:`escape_portal.embedded.instance.describe`, found
+    through the entry points rather than imported.
+    """
+    return provided_instances(env).get("embedded")
 
 
 def load_instances(env: Mapping[str, str] | None = None) -> dict[str, LakeConfig]:
@@ -352,10 +385,8 @@ def load_instances(env: Mapping[str, str] | None = None) -> dict[str, LakeConfig
         from_cfg = instance_from_rucio_cfg(cfg_path, env)
         if from_cfg and from_cfg.name not in found:
             found[from_cfg.name] = from_cfg
-    if "embedded" not in found:
-        embedded = embedded_instance(env)
-        if embedded:
-            found["embedded"] = embedded
+    for name, provided in provided_instances(env).items():
+        found.setdefault(name, provided)
     return found
 
 

@@ -2,7 +2,7 @@
 
 Rucio records events (``RULE_OK``, ``RULE_PROGRESS``, ``transfer-queued``,
 ``transfer-done``, ``transfer-failed``, ...) and hermes delivers them to a broker
-(ActiveMQ in production; the embedded lake runs a small one) as JSON bodies
+(ActiveMQ in production, and in the embedded lake) as JSON bodies
 ``{"event_type", "payload", "created_at"}`` on one destination. A :class:`Subscription`
 listens there and hands each :class:`Notification` to its listeners;
 :class:`escape_portal.events.Watch` uses it to refresh a request's progress when
@@ -93,6 +93,9 @@ def broker_address(url: str) -> tuple[str, int, bool]:
 
 
 Listener = Callable[[Notification], None]
+#: The receipt asked for with SUBSCRIBE: a broker may apply a subscription after it
+#: answers, and what is published in between would be missed.
+_SUBSCRIBED = "escape-portal-subscribed"
 
 
 class _StompListener(stomp.ConnectionListener):  # type: ignore[misc]
@@ -105,6 +108,10 @@ class _StompListener(stomp.ConnectionListener):  # type: ignore[misc]
     def on_error(self, frame: Any) -> None:
         self.subscription.last_error = str(getattr(frame, "body", "") or frame)
         log.warning("escape-portal: the broker answered an error: %s", frame)
+
+    def on_receipt(self, frame: Any) -> None:
+        if getattr(frame, "headers", {}).get("receipt-id") == _SUBSCRIBED:
+            self.subscription._subscribed.set()
 
     def on_disconnected(self) -> None:
         self.subscription._connected.clear()
@@ -149,6 +156,7 @@ class Subscription:
         self._disconnect_listeners: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._connected = threading.Event()
+        self._subscribed = threading.Event()
         self._conn: Any = None
 
     @property
@@ -165,6 +173,7 @@ class Subscription:
             If the broker cannot be reached or does not accept the connection in time.
 
         """
+        self._subscribed.clear()
         conn = stomp.Connection12(
             host_and_ports=[(self.host, self.port)],
             vhost=self.config.broker_vhost,
@@ -185,7 +194,16 @@ class Subscription:
             reason = self.last_error or "no answer"
             _quiet_disconnect(conn)
             raise self._unavailable(reason)
-        conn.subscribe(self.config.broker_destination, id="escape-portal", ack="auto")
+        conn.subscribe(
+            self.config.broker_destination,
+            id="escape-portal",
+            ack="auto",
+            headers={"receipt": _SUBSCRIBED},
+        )
+        if not self._subscribed.wait(self.timeout):
+            reason = self.last_error or "no receipt for the subscription"
+            _quiet_disconnect(conn)
+            raise self._unavailable(reason)
         self._conn = conn
         log.info("escape-portal: following Rucio's notifications on %s", self.url)
         return self

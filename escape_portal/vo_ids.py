@@ -2,7 +2,7 @@
 
 Every ObsCore record the lake publishes has ``obs_publisher_did =
 ivo://escape.eu/lake?SCOPE:NAME`` (the DID of the file). This scheme is a contract between
-the embedded VO endpoint (:mod:`escape_portal.embedded.vo_server`), which writes it, and
+the lake's VO publication (:mod:`escape_portal.vo_publish.server`), which writes it, and
 the discovery client, which reads it to turn a VO row back into a lake DID.
 """
 

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Set up everything ESCAPE Portal needs on a fresh Debian machine, idempotently:
-#   - system packages: memcached (the Rucio server caches through it); STILTS, the
+#   - system packages: memcached (the Rucio server caches through it); ActiveMQ (the
+#     broker of Rucio's notifications); the XRootD server with its HTTP and SciTokens
+#     plugins and client, acl, and gfal2 with its http/xrootd/file plugins (the embedded
+#     lake's grid storage and copies, see escape_portal/embedded/xrootd.py); STILTS, the
 #     reference VO tool the tests check the lake's TAP service with (optional)
 #   - .venv: a virtual environment with the package and pinned dependencies
 #   - tests/hub/node_modules: configurable-http-proxy for the JupyterHub test (npm, from
@@ -10,6 +13,20 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v memcached >/dev/null 2>&1 || [ -x /usr/bin/memcached ] || need_apt+=(memcached)
+# ActiveMQ, the embedded lake's message broker (Java comes as its dependency; Debian's
+# own "main" instance stays disabled: the lake runs its own in its data directory).
+[ -f /usr/share/activemq/bin/activemq.jar ] || need_apt+=(activemq)
+# ss, with which the tests check what the lake's processes listen on.
+command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)
+[ -x /usr/bin/xrootd ] || need_apt+=(xrootd-server xrootd-server-plugins xrootd-plugins)
+ls /usr/lib/*/libXrdAccSciTokens-5.so >/dev/null 2>&1 || need_apt+=(xrootd-scitokens-plugins)
+command -v xrdcp >/dev/null 2>&1 || need_apt+=(xrootd-client)
+command -v setfacl >/dev/null 2>&1 || need_apt+=(acl)
+# gfal2, the copy engine inside FTS, with which the lake's conveyor copies over davs://.
+command -v gfal-copy >/dev/null 2>&1 || need_apt+=(gfal2-util-scripts)
+for plugin in http xrootd file; do
+  ls /usr/lib/*/gfal2-plugins/libgfal_plugin_$plugin.so >/dev/null 2>&1 || need_apt+=(gfal2-plugin-$plugin)
+done
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
     echo "error: please install: ${need_apt[*]} (Debian: apt-get install ${need_apt[*]})" >&2; exit 1

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from escape_portal.config import LakeConfig, embedded_instance
+from escape_portal.config import LakeConfig, provided_instances
+from escape_portal.embedded.instance import embedded_instance
 from escape_portal.embedded.supervisor import EmbeddedLake
 from escape_portal.lake import DID, Lake
 
@@ -43,8 +44,14 @@ def embedded_lake(lake_dir: Path) -> Iterator[EmbeddedLake]:
 
 @pytest.fixture(scope="session")
 def lake_config(embedded_lake: EmbeddedLake) -> LakeConfig:
-    config = embedded_instance({"ESCAPE_PORTAL_LAKE_DIR": str(embedded_lake.paths.root)})
+    env = {"ESCAPE_PORTAL_LAKE_DIR": str(embedded_lake.paths.root)}
+    config = embedded_instance(env)
     assert config is not None
+    # The CLI, the server and the VO publication find the lake through its entry point.
+    assert provided_instances(env).get("embedded") == config, (
+        "The embedded lake's entry point (escape_portal.instances) is not installed: "
+        "re-run 'pip install -e .' after pyproject.toml changed."
+    )
     return config
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
 
 import requests
 
@@ -123,6 +124,12 @@ def datalinks(
     target = _datalink_url(row_or_url)
     if isinstance(target, Link):
         return [target]
+    parsed = urlparse(target)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise InvalidRequest(
+            f"{target[:200]!r} is not the URL of a DataLink document.",
+            "Give an http:// or https:// URL of a DataLink service, such as a row's access_url.",
+        )
     own = VOSession(timeout)
     if session is not None:
         own.headers.update(session.headers)

@@ -15,10 +15,11 @@ import os
 import sqlite3
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from escape_portal.embedded.layout import DEMO_ACCOUNT, LakePaths
+from escape_portal.embedded.layout import DEMO_ACCOUNT, DEMO_RESEARCHERS, LakePaths
 from escape_portal.embedded.sites import DEFAULT_COMPUTE_SITE, SITES, rucio_distance
 
 ISSUER = "root"
@@ -54,12 +55,19 @@ def build_schema(paths: LakePaths) -> bool:
     return True
 
 
-def build_topology(paths: LakePaths, storage_port: int | None = None) -> None:
+def build_topology(
+    paths: LakePaths,
+    storage_port: int | None = None,
+    xrootd_ports: Mapping[str, tuple[int, int]] | None = None,
+) -> None:
     """Storage elements with attributes and protocols, distances, quotas and scopes.
 
     ``storage_port`` is the port of the HTTP read access to the storage folders
     (:mod:`escape_portal.embedded.storage_http`); every storage element gets an ``http``
-    protocol on it, updated when the port changes.
+    protocol on it, updated when the port changes. ``xrootd_ports`` maps the storage
+    elements served by XRootD (:mod:`escape_portal.embedded.xrootd`) to their
+    ``(root, https)`` ports: they get ``root`` and ``davs`` protocols and the attributes
+    of token-based transfers, updated when the ports change.
     """
     from rucio.common.exception import Duplicate, RSENotFound
     from rucio.gateway import account_limit, rse, scope
@@ -111,6 +119,12 @@ def build_topology(paths: LakePaths, storage_port: int | None = None) -> None:
         }
         if storage_port:
             _ensure_http_protocol(site.rse, storage_port)
+        if xrootd_ports and site.rse in xrootd_ports:
+            _ensure_xrootd_protocols(site.rse, *xrootd_ports[site.rse])
+            # What Rucio's conveyor reads to ask its provider for storage tokens (FTS):
+            # tokens for davs when both ends say oidc_support, scopes relative to the base.
+            attributes["oidc_support"] = "True"
+            attributes["oidc_base_path"] = f"/{site.rse}"
         present = rse.list_rse_attributes(site.rse) if site.rse in existing else {}
         for key, value in attributes.items():
             if value and str(present.get(key)) != value:
@@ -130,6 +144,36 @@ def build_topology(paths: LakePaths, storage_port: int | None = None) -> None:
                 continue
             with contextlib.suppress(Duplicate, RSENotFound):
                 rse.add_distance(src.rse, dst.rse, issuer=ISSUER, distance=rucio_distance(src, dst))
+
+
+def build_researchers(issuer: str) -> None:
+    """An account per demo researcher, mapped to the provider's ``sub`` of the same name.
+
+    Each gets scope ``user.<name>``, quotas like root's on every storage element and the
+    OIDC identity ``SUB=<name>, ISS=<issuer>``. The issuer carries the provider's port:
+    identities of an earlier issuer are replaced.
+    """
+    from rucio.common.exception import Duplicate
+    from rucio.gateway import account, account_limit, identity, scope
+
+    accounts = {a["account"] for a in account.list_accounts()}
+    known_scopes = set(scope.list_scopes())
+    for name in DEMO_RESEARCHERS:
+        if name not in accounts:
+            account.add_account(name, "USER", f"{name}@localhost", ISSUER)
+            for site in SITES:
+                account_limit.set_local_account_limit(name, site.rse, site.quota_bytes, ISSUER)
+        if f"user.{name}" not in known_scopes:
+            scope.add_scope(f"user.{name}", name, ISSUER)
+        wanted = f"SUB={name}, ISS={issuer}"
+        for known in account.list_identities(name):
+            kind = getattr(known["type"], "name", known["type"])
+            if kind == "OIDC" and known["identity"] != wanted:
+                identity.del_account_identity(known["identity"], "OIDC", name, ISSUER)
+        with contextlib.suppress(Duplicate):
+            identity.add_account_identity(
+                wanted, "OIDC", name, f"{name}@localhost", ISSUER, default=True
+            )
 
 
 def _ensure_http_protocol(name: str, port: int) -> None:
@@ -159,12 +203,91 @@ def _ensure_http_protocol(name: str, port: int) -> None:
     )
 
 
+#: Priorities of the XRootD protocols: after ``file`` (read in place on this machine) and
+#: the anonymous ``http`` for reads, so clients keep reading as before; davs first for
+#: third-party copies, as ESCAPE registers its sites.
+_GRID_DOMAINS: dict[str, dict[str, dict[str, int]]] = {
+    "root": {
+        "lan": {"read": 3, "write": 2, "delete": 2},
+        "wan": {
+            "read": 3,
+            "write": 2,
+            "delete": 2,
+            "third_party_copy_read": 2,
+            "third_party_copy_write": 2,
+        },
+    },
+    "davs": {
+        "lan": {"read": 4, "write": 3, "delete": 3},
+        "wan": {
+            "read": 4,
+            "write": 3,
+            "delete": 3,
+            "third_party_copy_read": 1,
+            "third_party_copy_write": 1,
+        },
+    },
+}
+_GRID_IMPL = {
+    "root": "rucio.rse.protocols.xrootd.Default",
+    "davs": "rucio.rse.protocols.webdav.Default",
+}
+
+
+def _ensure_xrootd_protocols(name: str, root_port: int, https_port: int) -> None:
+    """``root://localhost:ROOT//<RSE>/`` and ``davs://localhost:HTTPS/<RSE>/``.
+
+    ``localhost`` is the name the host certificate holds; the ``file`` protocol's
+    third-party-copy priority goes behind them (the POSIX transfertool asks for ``file``
+    by scheme, so it is unaffected).
+    """
+    from rucio.gateway import rse
+
+    protocols = rse.get_rse_protocols(name, issuer=ISSUER)["protocols"]
+    # XRootD URLs spell an absolute path with a double slash: root://host:port//path.
+    for scheme, port, prefix in (
+        ("root", root_port, f"//{name}/"),
+        ("davs", https_port, f"/{name}/"),
+    ):
+        current = [p for p in protocols if p["scheme"] == scheme]
+        if current and current[0]["port"] == port and current[0]["prefix"] == prefix:
+            continue
+        for old in current:
+            rse.del_protocols(
+                name, scheme, issuer=ISSUER, hostname=old["hostname"], port=old["port"]
+            )
+        rse.add_protocol(
+            name,
+            issuer=ISSUER,
+            data={
+                "scheme": scheme,
+                "hostname": "localhost",
+                "port": port,
+                "prefix": prefix,
+                "impl": _GRID_IMPL[scheme],
+                "domains": _GRID_DOMAINS[scheme],
+            },
+        )
+    for p in protocols:
+        if p["scheme"] == "file" and p["domains"]["wan"].get("third_party_copy_read") == 1:
+            rse.update_protocols(
+                name,
+                "file",
+                {"domains": {"wan": {"third_party_copy_read": 3, "third_party_copy_write": 3}}},
+                issuer=ISSUER,
+                hostname=p["hostname"],
+                port=p["port"],
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``python -m escape_portal.embedded.bootstrap DATA_DIR [options]``."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
         print(
-            "usage: python -m escape_portal.embedded.bootstrap DATA_DIR [--seed]", file=sys.stderr
+            "usage: python -m escape_portal.embedded.bootstrap DATA_DIR [--seed] "
+            "[--storage-port PORT] [--idp-issuer URL]",
+            file=sys.stderr,
         )
         return 2
     paths = LakePaths(Path(args[0]))
@@ -176,7 +299,13 @@ def main(argv: list[str] | None = None) -> int:
     storage_port = None
     if "--storage-port" in args:
         storage_port = int(args[args.index("--storage-port") + 1])
-    build_topology(paths, storage_port)
+    xrootd_ports = None
+    if "--xrootd-ports" in args:
+        raw = json.loads(args[args.index("--xrootd-ports") + 1])
+        xrootd_ports = {rse: (int(p[0]), int(p[1])) for rse, p in raw.items()}
+    build_topology(paths, storage_port, xrootd_ports)
+    if "--idp-issuer" in args:
+        build_researchers(args[args.index("--idp-issuer") + 1])
     report["topology_s"] = round(time.monotonic() - started, 2)
     if "--seed" in args:
         from escape_portal.embedded.seed import seed

@@ -3,14 +3,17 @@
 Runs Rucio's own judge (evaluator, injector, repairer, cleaner), conveyor (submitter,
 poller, finisher), reaper, undertaker, abacus (collection replicas, account and storage
 usage) and, when a broker is configured, hermes (notifications) loops as threads, and
-registers the POSIX transfertool with the conveyor.
+registers the transfertools with the conveyor: ``gfal`` (davs between the XRootD storage
+elements, :mod:`escape_portal.embedded.grid_transfertool`, with its own poller) and
+``posix`` (``file://``).
 
 An idle lake should cost almost nothing, yet a rule should go REPLICATING -> OK within
 seconds of a request. So the daemons a researcher waits for sleep ``IDLE`` seconds
 between loops, and one thread asks the catalogue every ``WATCH`` seconds whether they
 have work (a request, a DID event, a rule to inject, a notification, a counter to
 update: one indexed ``LIMIT 1`` query per table); while there is, it wakes them at once
-(their stop events are replaced by :class:`WakeableStop`, which Rucio's loop waits on).
+(their stop events are replaced by :class:`WakeableStop`, which Rucio's loop waits on;
+both pollers, posix and gfal, share the poller module's event).
 The judge-cleaner and the reaper (expired rules, deletion) sleep ``EXPIRY`` seconds,
 other housekeeping daemons ``SLOW``.
 Started by the supervisor as ``python -m escape_portal.embedded.daemons`` with
@@ -121,11 +124,15 @@ def _daemons() -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
     from rucio.daemons.reaper import reaper
     from rucio.daemons.undertaker import undertaker
 
+    from escape_portal.embedded import grid_transfertool
     from escape_portal.embedded.transfertool import EXTERNAL_NAME, register
 
     register()
+    # davs between XRootD storage elements goes through gfal2 (as FTS); file:// stays posix.
+    grid_transfertool.register()
     for module in (evaluator, injector, collection_replica, account):
         _urgent(module)
+    # One event per module: the posix and the gfal pollers both wake on it.
     for module in (submitter, poller, finisher):
         _urgent(module, "GRACEFUL_STOP")
 
@@ -148,7 +155,7 @@ def _daemons() -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
                 sleep_time=IDLE,
                 partition_wait_time=0,
                 bulk=1000,
-                transfertools=[EXTERNAL_NAME],
+                transfertools=[grid_transfertool.EXTERNAL_NAME, EXTERNAL_NAME],
                 cached_topology=topology(),
             ),
             submitter.stop,
@@ -160,6 +167,20 @@ def _daemons() -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
                 older_than=0,
                 partition_wait_time=0,
                 transfertool=EXTERNAL_NAME,
+                db_bulk=1000,
+                fts_bulk=1000,
+                cached_topology=topology(),
+            ),
+            poller.stop,
+        ),
+        (
+            "conveyor-poller-gfal",
+            lambda: poller.poller(
+                sleep_time=IDLE,
+                older_than=0,
+                partition_wait_time=0,
+                transfertool=grid_transfertool.EXTERNAL_NAME,
+                filter_transfertool=grid_transfertool.EXTERNAL_NAME,
                 db_bulk=1000,
                 fts_bulk=1000,
                 cached_topology=topology(),

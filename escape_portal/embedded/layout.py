@@ -10,6 +10,8 @@ Everything lives below one data directory::
     transfers/                       job state of the POSIX transfertool
     pki/                             the lake's CA and host certificate (``pki.py``)
     idp/                             the identity provider's signing key (``tokens.py``)
+    etc/idpsecrets.json              Rucio's client of the identity provider (mode 0600)
+    broker/                          ActiveMQ's config, credentials and data (``broker.py``)
 """
 
 from __future__ import annotations
@@ -30,6 +32,20 @@ DEMO_ACCOUNT = "root"
 DEMO_USERNAME = "escape"
 DEMO_PASSWORD = "escape-demo"
 TRANSFERTOOL_NAME = "posix"
+
+#: The researchers of the embedded identity provider (username: password) and its service
+#: clients (client id: secret). Like ``DEMO_PASSWORD``, these are published credentials of
+#: a loopback demo (the provider binds 127.0.0.1), not secrets. Each researcher has a
+#: Rucio account of the same name, scope ``user.<name>``.
+DEMO_RESEARCHERS = {"alice": "alice-demo", "bob": "bob-demo"}
+#: ``escape-portal``: the portal and notebooks (password, refresh, token exchange);
+#: ``rucio``: Rucio's server (its ``[oidc] idpsecrets`` client; token exchange);
+#: ``rucio-transfers``: Rucio's daemons and transfertool (client credentials, storage).
+DEMO_CLIENTS = {
+    "escape-portal": "escape-portal-demo",
+    "rucio": "rucio-demo",
+    "rucio-transfers": "rucio-transfers-demo",
+}
 
 
 def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -77,6 +93,11 @@ class LakePaths:
     @property
     def rucio_cfg(self) -> Path:  # noqa: D102
         return self.etc / "rucio.cfg"
+
+    @property
+    def idpsecrets(self) -> Path:
+        """Rucio's client registration at the lake's identity provider (mode 0600)."""
+        return self.etc / "idpsecrets.json"
 
     @property
     def alembic_ini(self) -> Path:  # noqa: D102
@@ -139,6 +160,8 @@ def write_rucio_config(
     memcached_port: int,
     broker_port: int | None = None,
     database_url: str | None = None,
+    idp_issuer: str | None = None,
+    idp_client_secret: str | None = None,
 ) -> None:
     """Write ``rucio.cfg`` and ``alembic.ini`` for server and daemons.
 
@@ -154,6 +177,11 @@ def write_rucio_config(
         Port of the STOMP broker hermes delivers Rucio's notifications to (``None``: none).
     database_url
         SQLAlchemy URL of the catalogue; ``None`` means SQLite in ``db/rucio.db``.
+    idp_issuer
+        Issuer URL of the lake's OpenID Connect provider whose tokens the server accepts
+        (``[oidc]`` and ``etc/idpsecrets.json``); ``None``: no token authentication.
+    idp_client_secret
+        Secret of the provider's ``rucio`` client (default: the published demo one).
 
     """
     etc = rucio_etc_dir()
@@ -224,27 +252,36 @@ def write_rucio_config(
     cfg["metadata"] = {"plugins": "escape_portal.embedded.metadata.SQLiteJSONDidMeta"}
     cfg["conveyor"] = {
         "transfertool": TRANSFERTOOL_NAME,
-        "scheme": "file",
+        # davs (third-party copy with tokens) where both ends are XRootD, else file.
+        "scheme": "davs,file",
         "user_transfers": "",
     }
     if broker_port is not None:
-        from escape_portal.embedded.broker import DESTINATION, virtual_host
+        from escape_portal.embedded import broker
 
         # Rucio records notifications for hermes to deliver to the broker, as in production.
+        creds = broker.credentials(paths.root)
         cfg["hermes"] = {"services_list": "activemq"}
         cfg["messaging-hermes"] = {
             "brokers": "127.0.0.1",
             "port": str(broker_port),
             "nonssl_port": str(broker_port),
             "use_ssl": "False",
-            "username": "hermes",
-            "password": "",  # the loopback broker authenticates nobody
-            "destination": DESTINATION,
-            "broker_virtual_host": virtual_host(),
+            "username": creds.username,
+            "password": creds.password,  # hence rucio.cfg's mode 0600
+            "destination": broker.DESTINATION,
+            "broker_virtual_host": broker.VIRTUAL_HOST,
         }
     cfg["escape_portal"] = {"transfer_dir": str(paths.transfers)}
     paths.make()
-    with paths.rucio_cfg.open("w") as handle:
+    if idp_issuer is not None:
+        cfg["oidc"] = _write_idpsecrets(
+            paths, idp_issuer, idp_client_secret or DEMO_CLIENTS["rucio"], server_port
+        )
+    # Owner-only: it holds the broker's password (and a database URL may hold one).
+    fd = os.open(paths.rucio_cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as handle:
         cfg.write(handle)
 
     alembic = configparser.ConfigParser(interpolation=None)
@@ -271,6 +308,37 @@ def write_rucio_config(
     alembic["formatter_generic"] = {"format": "%(levelname)-5.5s [%(name)s] %(message)s"}
     with paths.alembic_ini.open("w") as handle:
         alembic.write(handle)
+
+
+def _write_idpsecrets(
+    paths: LakePaths, issuer: str, client_secret: str, server_port: int
+) -> dict[str, str]:
+    """Rucio's client of the provider in ``etc/idpsecrets.json`` (mode 0600); ``[oidc]``.
+
+    Rucio's server reads the file to discover each issuer (over https: its process trusts
+    the lake's CA through ``REQUESTS_CA_BUNDLE``) and verifies tokens with the issuer's
+    published keys, audience ``expected_audience`` and scopes ``expected_scope``. The
+    ``SCIM`` entry is Rucio's admin client (client credentials), required by its loader.
+    """
+    from escape_portal.embedded.tokens import RUCIO_AUDIENCE, RUCIO_SCOPES
+
+    client = {
+        "client_id": "rucio",
+        "client_secret": client_secret,
+        "redirect_uris": [f"http://127.0.0.1:{server_port}/auth/oidc_code"],
+    }
+    secrets_json = {"lake": {"issuer": issuer, **client, "SCIM": dict(client)}}
+    tmp = paths.idpsecrets.with_suffix(f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(secrets_json, handle, indent=2)
+    tmp.replace(paths.idpsecrets)
+    return {
+        "idpsecrets": str(paths.idpsecrets),
+        "admin_issuer": "lake",
+        "expected_audience": RUCIO_AUDIENCE,
+        "expected_scope": " ".join(RUCIO_SCOPES),
+    }
 
 
 def _rucio_package_dir() -> str:

@@ -28,11 +28,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import IO, Any
 
 import requests
 
-from escape_portal.embedded.broker import DESTINATION, virtual_host
+from escape_portal.embedded import broker, xrootd
 from escape_portal.embedded.feeds import write_feeds
 from escape_portal.embedded.layout import (
     LakePaths,
@@ -40,7 +40,9 @@ from escape_portal.embedded.layout import (
     read_state,
     write_rucio_config,
 )
+from escape_portal.embedded.pki import ensure_pki
 from escape_portal.embedded.sites import DEFAULT_COMPUTE_SITE, site_by_name
+from escape_portal.embedded.tokens import issuer_url
 
 # The processes this Python process started (the supervisor), reaped when stopped.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -71,6 +73,20 @@ class Run:
         """``http://127.0.0.1:PORT`` of port ``key``, plus ``path``."""
         return f"http://127.0.0.1:{self.ports[key]}{path}"
 
+    @property
+    def ca(self) -> Path:
+        """The lake CA's certificate (the idp's and the XRootD servers' TLS)."""
+        return self.paths.pki / "ca.pem"
+
+    @property
+    def idp_issuer(self) -> str:
+        """The identity provider's issuer URL (https, the lake CA)."""
+        return issuer_url(self.ports["idp_port"])
+
+    def xrootd_endpoint(self, rse: str) -> xrootd.XRootDEndpoint:
+        """Where ``rse``'s XRootD server listens."""
+        return xrootd.XRootDEndpoint(rse, *(self.ports[key] for key in xrootd.port_keys(rse)))
+
 
 @dataclass(frozen=True)
 class Component:
@@ -96,6 +112,9 @@ class Component:
         Seconds it may take to become ready.
     env
         Extra environment variables.
+    start
+        Starts it instead of running ``argv`` (given the log to write to), for a part
+        that needs more than a command (the XRootD servers get their sockets handed over).
     """
 
     name: str
@@ -107,6 +126,7 @@ class Component:
     starting: str = ""
     ready_timeout: float = 30.0
     env: Callable[[Run], dict[str, str]] = field(default=lambda run: {})
+    start: Callable[[Run, IO[bytes]], subprocess.Popen[bytes]] | None = None
 
 
 def _python(module: str, *args: object) -> list[str]:
@@ -160,6 +180,46 @@ def _answers(key: str, path: str) -> Callable[[Run], bool]:
     return ready
 
 
+def _broker(run: Run) -> list[str]:
+    try:
+        return broker.command(run.paths.root, run.ports["broker_port"])
+    except broker.BrokerError as exc:
+        raise EmbeddedLakeError(str(exc)) from exc
+
+
+def _broker_ready(run: Run) -> bool:
+    creds = broker.credentials(run.paths.root)
+    answer = broker.stomp_connect(run.ports["broker_port"], creds)
+    if answer == "ERROR":
+        raise EmbeddedLakeError("The message broker refused the lake's credentials.")
+    return answer == "CONNECTED"
+
+
+def _idp_ready(run: Run) -> bool:
+    with contextlib.suppress(requests.RequestException):
+        url = f"{run.idp_issuer}/.well-known/openid-configuration"
+        return requests.get(url, timeout=2, verify=str(run.ca)).status_code < 500
+    return False
+
+
+def _xrootd(rse: str) -> Component:
+    def start(run: Run, log_file: IO[bytes]) -> subprocess.Popen[bytes]:
+        try:
+            return xrootd.start(run.paths, run.xrootd_endpoint(rse), run.idp_issuer, log_file)
+        except xrootd.XRootDError as exc:
+            raise EmbeddedLakeError(str(exc)) from exc
+
+    return Component(
+        xrootd.component(rse),
+        lambda run: [],  # started by ``start``
+        xrootd.port_keys(rse),
+        lambda run: xrootd.ready(run.xrootd_endpoint(rse), run.ca),
+        starting=f"serving {rse} over root:// and davs:// (XRootD, tokens)",
+        ready_timeout=xrootd.START_TIMEOUT,
+        start=start,
+    )
+
+
 #: The lake's parts, in start order (stopped in reverse).
 PARTS: tuple[Component, ...] = (
     Component(
@@ -180,11 +240,22 @@ PARTS: tuple[Component, ...] = (
     ),
     Component(
         "broker",
-        lambda run: _python("escape_portal.embedded.broker", run.ports["broker_port"]),
+        _broker,
         ("broker_port",),
-        _listening("broker_port"),
-        starting="starting the message broker for Rucio's notifications",
+        _broker_ready,
+        starting="starting the message broker (ActiveMQ) for Rucio's notifications",
+        ready_timeout=broker.START_TIMEOUT,
     ),
+    # Before the server and the bootstrap: Rucio's server discovers the provider at
+    # start, and the bootstrap registers the XRootD storage elements.
+    Component(
+        "idp",
+        lambda run: _python("escape_portal.embedded.idp", run.paths.root, run.ports["idp_port"]),
+        ("idp_port",),
+        _idp_ready,
+        starting="starting the OpenID Connect provider",
+    ),
+    *(_xrootd(rse) for rse in xrootd.XROOTD_RSES),
     Component(
         "server",
         _gunicorn,
@@ -204,7 +275,9 @@ PARTS: tuple[Component, ...] = (
     Component(
         "vo",
         lambda run: _python(
-            "escape_portal.embedded.vo_server", run.paths.root, run.ports["vo_port"]
+            "escape_portal.vo_publish",
+            *("--instance", "embedded", "--port", run.ports["vo_port"]),
+            *("--state-dir", run.paths.root / "vo"),
         ),
         ("vo_port",),
         _answers("vo_port", "/tap/availability"),
@@ -372,7 +445,10 @@ class EmbeddedLake:
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["RUCIO_CONFIG"] = str(self.paths.rucio_cfg)
+        env["ESCAPE_PORTAL_LAKE_DIR"] = str(self.paths.root)  # the instance 'embedded' is this
         env.pop("RUCIO_HOME", None)
+        # Rucio's server discovers the lake's identity provider over https (pyoidc, requests).
+        env["REQUESTS_CA_BUNDLE"] = str(self.paths.pki / "ca.pem")
         return env
 
     def _ports_file(self) -> Path:
@@ -436,12 +512,14 @@ class EmbeddedLake:
         pid = self._pid(SUPERVISOR)
         if not _alive(pid):
             ports = self._ports()
+            ensure_pki(self.paths.pki)
             write_rucio_config(
                 self.paths,
                 server_port=ports["server_port"],
                 memcached_port=ports["memcached_port"],
                 broker_port=ports["broker_port"],
                 database_url=self.database_url,
+                idp_issuer=issuer_url(ports["idp_port"]),
             )
             self._supervisor_file().unlink(missing_ok=True)
             argv = _python(__name__, "run", self.paths.root, "--site", self.compute_site.name)
@@ -602,15 +680,18 @@ class Supervisor:
         log_file = self.lake._log(part.name).open("ab")
         env = self.lake._env() | part.env(self.run)
         try:
-            process = subprocess.Popen(
-                part.argv(self.run),
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=self.paths.root,
-                start_new_session=True,
-            )
+            if part.start is not None:
+                process = part.start(self.run, log_file)
+            else:
+                process = subprocess.Popen(
+                    part.argv(self.run),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=self.paths.root,
+                    start_new_session=True,
+                )
         finally:
             log_file.close()
         self.lake._pid_file(part.name).write_text(str(process.pid))
@@ -657,6 +738,15 @@ class Supervisor:
             self.paths.root,
             "--storage-port",
             self.run.ports["storage_port"],
+            "--xrootd-ports",
+            json.dumps(
+                {
+                    rse: [self.run.ports[key] for key in xrootd.port_keys(rse)]
+                    for rse in xrootd.XROOTD_RSES
+                }
+            ),
+            "--idp-issuer",
+            self.run.idp_issuer,
         )
         if self.seed:
             argv.append("--seed")
@@ -685,9 +775,19 @@ class Supervisor:
             "rucio_host": url,
             **ports,
             "broker": f"stomp://127.0.0.1:{ports['broker_port']}",
-            "broker_destination": DESTINATION,
-            "broker_vhost": virtual_host(),
+            "broker_destination": broker.DESTINATION,
+            "broker_vhost": broker.VIRTUAL_HOST,
             "vo_url": self.run.url("vo_port"),
+            "idp_url": self.run.idp_issuer,
+            "ca_cert": str(self.run.ca),
+            "storage_ca": str(self.run.ca),
+            "xrootd": {
+                rse: {
+                    "root": (endpoint := self.run.xrootd_endpoint(rse)).root_url,
+                    "davs": "davs" + endpoint.https_url[len("https") :],
+                }
+                for rse in xrootd.XROOTD_RSES
+            },
             "compute_site": self.lake.compute_site.name,
             "mounted_rse": self.lake.compute_site.rse,
             "mount_path": str(self.lake.mount_path),

@@ -31,6 +31,30 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 WLCG_VERSION = "1.0"
 DEFAULT_LIFETIME = 3600
 
+#: ``aud`` of tokens for the lake's Rucio server (``[oidc] expected_audience``). ESCAPE's
+#: IAM issues Rucio tokens with audience ``rucio``, which is also Rucio's default.
+RUCIO_AUDIENCE = "rucio"
+
+#: ``scope`` items Rucio requires in a token (``[oidc] expected_scope``, space-separated).
+RUCIO_SCOPES = ("openid", "profile")
+
+#: Storage scopes of the WLCG profile (``storage.read:/path`` ...).
+STORAGE_READ = "storage.read"
+STORAGE_MODIFY = "storage.modify"
+STORAGE_CREATE = "storage.create"
+
+
+def storage_audience(rse: str) -> str:
+    """``aud`` of tokens for storage element ``rse``'s storage (root:// and davs://).
+
+    The WLCG profile recommends the storage's URL (``https://host:port``); the embedded
+    lake's storage ports change between starts, so that value would invalidate every
+    token and verifier configuration on a restart. One stable URL per storage element,
+    ``https://localhost/rse/<RSE>``, keeps tokens and configurations valid and gives each
+    storage element its own audience, as distinct sites have in production.
+    """
+    return f"https://localhost/rse/{rse}"
+
 
 def issuer_url(port: int) -> str:
     """The issuer (``iss``) of the embedded provider listening on ``port``.
@@ -168,3 +192,73 @@ def mint(
         **(extra or {}),
     }
     return key.sign(claims)
+
+
+class InvalidToken(ValueError):
+    """A token this provider did not sign, or no longer valid."""
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    """The claims of a compact JWS, **not verified** (for messages and tests)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise InvalidToken("not a JSON Web Token")
+    try:
+        claims = json.loads(_unb64(parts[1]))
+    except ValueError as exc:
+        raise InvalidToken("not a JSON Web Token") from exc
+    if not isinstance(claims, dict):
+        raise InvalidToken("not a JSON Web Token")
+    return claims
+
+
+def verify(key: SigningKey, token: str, *, issuer: str, now: float | None = None) -> dict[str, Any]:
+    """The claims of ``token`` if ``key`` signed it for ``issuer`` and it has not expired.
+
+    Raises
+    ------
+    InvalidToken
+        Another signer or issuer, a malformed token, or an expired one.
+
+    """
+    from cryptography.exceptions import InvalidSignature
+
+    claims = claims_of(token)
+    header_b64, payload_b64, signature_b64 = token.split(".")
+    try:
+        header = json.loads(_unb64(header_b64))
+        key.key.public_key().verify(
+            _unb64(signature_b64),
+            f"{header_b64}.{payload_b64}".encode(),
+            padding.PKCS1v15(),
+            hashes.SHA256(),
+        )
+    except (ValueError, InvalidSignature) as exc:
+        raise InvalidToken("the signature is not this provider's") from exc
+    if header.get("alg") != "RS256":
+        raise InvalidToken("the signature is not this provider's")
+    if claims.get("iss") != issuer:
+        raise InvalidToken(f"issued by {claims.get('iss')!r}, not {issuer!r}")
+    if float(claims.get("exp", 0)) <= (time.time() if now is None else now):
+        raise InvalidToken("expired")
+    return claims
+
+
+def scope_covers(granted: str, wanted: str) -> bool:
+    """Whether scope item ``granted`` allows ``wanted`` (the same, or a narrower path).
+
+    ``storage.read:/`` covers ``storage.read:/cta/data``; ``storage.read:/cta`` does not
+    cover ``storage.read:/ctab`` nor ``storage.modify:/cta``.
+    """
+    if granted == wanted:
+        return True
+    g_name, g_sep, g_path = granted.partition(":")
+    w_name, w_sep, w_path = wanted.partition(":")
+    if not (g_sep and w_sep) or g_name != w_name:
+        return False
+    g_path = g_path.rstrip("/") + "/"
+    return (w_path.rstrip("/") + "/").startswith(g_path)

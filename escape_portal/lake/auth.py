@@ -27,6 +27,108 @@ from rucio.common.exception import ServerConnectionException
 from escape_portal.config import LakeConfig
 from escape_portal.errors import AuthenticationFailed, LakeUnavailable, TokenExpired
 
+#: The audience a Rucio server expects in a token unless configured otherwise (Rucio's
+#: ``[oidc] expected_audience`` default, and ESCAPE's).
+RUCIO_AUDIENCE = "rucio"
+
+
+def _b64json(part: str) -> Any:
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def _issuer_keys(issuer: str, config: LakeConfig) -> list[dict[str, Any]] | None:
+    """The issuer's published keys (discovery, then JWKS), or ``None`` if unreachable."""
+    verify: str | bool = config.ca_cert or True
+    try:
+        document = requests.get(
+            issuer.rstrip("/") + "/.well-known/openid-configuration",
+            timeout=config.timeout,
+            verify=verify,
+        ).json()
+        keys = requests.get(document["jwks_uri"], timeout=config.timeout, verify=verify).json()
+        return list(keys["keys"])
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        return None
+
+
+def _signed_by(token: str, keys: list[dict[str, Any]]) -> bool | None:
+    """Whether one of ``keys`` signed ``token`` (RS256); ``None`` if that cannot be told."""
+    header_b64, payload_b64, signature_b64 = token.split(".")
+    kid = _b64json(header_b64).get("kid")
+    candidates = [k for k in keys if kid is None or k.get("kid") == kid]
+    if not candidates:
+        return False
+    try:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    except ImportError:
+        return None
+    signature = base64.urlsafe_b64decode(signature_b64 + "=" * (-len(signature_b64) % 4))
+    for jwk in candidates:
+        if jwk.get("kty") != "RSA":
+            return None
+        numbers = rsa.RSAPublicNumbers(
+            int.from_bytes(base64.urlsafe_b64decode(jwk["e"] + "=" * (-len(jwk["e"]) % 4))),
+            int.from_bytes(base64.urlsafe_b64decode(jwk["n"] + "=" * (-len(jwk["n"]) % 4))),
+        )
+        try:
+            numbers.public_key().verify(
+                signature,
+                f"{header_b64}.{payload_b64}".encode(),
+                padding.PKCS1v15(),
+                hashes.SHA256(),
+            )
+            return True
+        except InvalidSignature:
+            continue
+    return False
+
+
+def refused_token(config: LakeConfig, token: str) -> AuthenticationFailed:
+    """Why the lake refused ``token``, in one line, and what to do.
+
+    Rucio answers every refused token with the same 401; the portal looks at the token
+    itself (its claims, and its issuer's published keys) to say which problem it has.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return AuthenticationFailed(
+            "The lake refused your OIDC token: it is not a JSON Web Token.",
+            "Give the access token your provider issued (a JWT), not a refresh token.",
+        )
+    try:
+        claims = _b64json(parts[1])
+    except ValueError:
+        claims = {}
+    expiry = jwt_expiry(token)
+    if expiry and expiry <= dt.datetime.now(dt.UTC):
+        return TokenExpired(
+            f"Your OIDC token expired at {expiry:%Y-%m-%d %H:%M:%S} UTC.",
+            "Log in again (on JupyterHub: restart your server from the hub's control "
+            "panel) to get a fresh token.",
+        )
+    issuer = str(claims.get("iss", ""))
+    keys = _issuer_keys(issuer, config) if issuer.startswith("https://") else None
+    if keys is not None and _signed_by(token, keys) is False:
+        return AuthenticationFailed(
+            f"The lake refused your OIDC token: its signature is not from {issuer}'s keys.",
+            f"The token was not issued by {issuer} (or its key changed); get a new one there.",
+        )
+    audience = claims.get("aud", [])
+    audiences = [audience] if isinstance(audience, str) else list(audience or [])
+    if RUCIO_AUDIENCE not in audiences:
+        return AuthenticationFailed(
+            f"The lake refused your OIDC token: it is meant for {', '.join(audiences) or 'no '}"
+            f"audience, not for Rucio ({RUCIO_AUDIENCE!r}).",
+            f"Ask your provider for a token with audience {RUCIO_AUDIENCE!r}.",
+        )
+    return AuthenticationFailed(
+        f"The lake refused your OIDC token for {claims.get('sub')!r} from {issuer}.",
+        f"Ask the lake's administrators to map identity 'SUB={claims.get('sub')}, "
+        f"ISS={issuer}' to your Rucio account, or check the token's scopes.",
+    )
+
 
 def jwt_expiry(token: str) -> dt.datetime | None:
     """The ``exp`` claim of a JWT (not verified: the server verifies), or ``None``."""
@@ -127,11 +229,13 @@ class PortalClient(Client):  # type: ignore[misc]
         self,
         *,
         token_source: TokenSource | None,
+        portal_config: LakeConfig,
         retry_for: float = 30.0,
         on_waiting: Callable[[str | None], None] | None = None,
         **kwargs: Any,
     ) -> None:
         self._token_source = token_source
+        self._portal_config = portal_config
         self._memory_token: str | None = None
         #: Seconds a call keeps trying a lake that answered before and went away.
         self.retry_for = retry_for
@@ -202,10 +306,7 @@ class PortalClient(Client):  # type: ignore[misc]
         if self._token_source is not None:
             token = self._token_source.read()
             if token == self.auth_token:
-                raise AuthenticationFailed(
-                    "The lake refused your OIDC token.",
-                    "It may be expired or meant for another audience; log in again.",
-                )
+                raise refused_token(self._portal_config, token)
             self.auth_token = token
             self.headers["X-Rucio-Auth-Token"] = token
             return
@@ -234,10 +335,7 @@ def token_account(config: LakeConfig, token: str) -> str:
             "Check the instance's URL and your network, or set RUCIO_ACCOUNT.",
         ) from exc
     if answer.status_code == 401:
-        raise AuthenticationFailed(
-            "The lake refused your OIDC token.",
-            "It may be expired or meant for another audience; log in again.",
-        )
+        raise refused_token(config, token)
     # Rucio answers 303 to the account's own URL (relative: just its name).
     location = answer.headers.get("Location", "").split("?", 1)[0].rstrip("/")
     if answer.status_code in (301, 302, 303, 307) and location:
@@ -287,6 +385,7 @@ def make_client(
         creds = {"client_proxy": config.x509_proxy}
     return PortalClient(
         token_source=token_source,
+        portal_config=config,
         retry_for=config.timeout,
         on_waiting=on_waiting,
         rucio_host=config.rucio_host,

@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import itertools
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -42,6 +43,7 @@ from escape_portal.lake.models import (
 T = TypeVar("T")
 _TYPES = ("all", "collection", "container", "dataset", "file")
 _BULK = 100
+_RULE_ID = re.compile(r"[0-9a-fA-F]{32}")
 #: Protocols whose URLs replicas are listed with (Rucio gives one per storage otherwise).
 READ_SCHEMES = ("file", "https", "davs", "http", "root")
 #: Datasets up to this many files are summarised from per-file replicas when Rucio keeps
@@ -542,7 +544,21 @@ class Lake:
             return [_rule(r) for r in self.client.list_did_rules(d.scope, d.name)]
 
     def rule(self, rule_id: str) -> Rule:
-        """One rule by id."""
+        """One rule by id.
+
+        Raises
+        ------
+        InvalidRequest
+            If ``rule_id`` is not of the form of a Rucio rule id (32 hexadecimal digits).
+        NotFound
+            If the lake has no such rule.
+
+        """
+        if not _RULE_ID.fullmatch(rule_id):
+            raise errors.InvalidRequest(
+                f"{rule_id[:80]!r} is not a rule id.",
+                "A rule id is 32 hexadecimal digits, as 'escape-portal rules DID' shows.",
+            )
         with self._calling(f"looking up rule {rule_id}"):
             return _rule(self.client.get_replication_rule(rule_id))
 

@@ -281,6 +281,13 @@ async def test_vo_registry_and_datalinks(jp_fetch: Fetch, lake_config: LakeConfi
         ("dids/scale/files-100/contents", {"cursor": "garbage!"}, 400, "InvalidRequest", "cursor"),
         ("dids/scale/files-100/contents", {"limit": "0"}, 400, "InvalidRequest", "out of range"),
         ("dids/cta/crab-2024.dl3.0001.fits/contents", {}, 400, "InvalidRequest", "is a file"),
+        # Malformed rule ids and DataLink URLs are the caller's mistake, not the lake's.
+        ("rules/I/progress", {}, 400, "InvalidRequest", "not a rule id"),
+        ("rules/" + "0" * 32 + "/progress", {}, 404, "NotFound", "No such rule"),
+        ("vo/datalinks", {"url": "not-a-url"}, 400, "InvalidRequest", "not the URL of a DataLink"),
+        ("vo/datalinks", {"url": "null"}, 400, "InvalidRequest", "not the URL of a DataLink"),
+        ("vo/datalinks", {"url": "file:///etc/passwd"}, 400, "InvalidRequest", "not the URL"),
+        ("vo/datalinks", {"url": "gopher://x"}, 400, "InvalidRequest", "not the URL of a DataLink"),
     ],
 )
 async def test_errors_are_json_a_user_can_act_on(

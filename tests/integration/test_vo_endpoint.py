@@ -295,3 +295,64 @@ def test_discovery_search_async_finds_the_crab(vo_url: str) -> None:
     assert status.state == "ok", status.message
     assert status.rows >= 6 and len(found.table) == status.rows
     assert set(found.table["target_name"]) == {"Crab"}
+
+
+def _count(base: str) -> str:
+    query = {"LANG": "ADQL", "QUERY": "SELECT COUNT(*) AS n FROM ivoa.obscore"}
+    answer = requests.get(f"{base}/tap/sync", params=query, timeout=60)
+    assert answer.ok, answer.text
+    return answer.text.split("<TD>")[1].split("</TD>")[0]
+
+
+def test_vo_serve_publishes_an_instance_until_ctrl_c(
+    vo_url: str, lake_env: dict[str, str], tmp_path: Path
+) -> None:
+    """``escape-portal vo serve``: the operator's command, over a configured instance."""
+    import json
+    import signal
+
+    state = tmp_path / "vo-state"
+    state.mkdir()
+    (state / "registry-extra.json").write_text(
+        '[{"ivoid": "ivo://example.org/other/tap", "title": "Another archive", '
+        '"capabilities": [{"standard_id": "ivo://ivoa.net/std/TAP", '
+        '"access_url": "https://other.example.org/tap"}]}]'
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "escape_portal.cli", "vo", "serve", "--instance", "embedded",
+         "--state-dir", str(state), "--json"],
+        env=lake_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        started = json.loads(process.stdout.readline())
+        base = started["url"]
+        assert base.startswith("http://127.0.0.1:") and started["instance"] == "embedded"
+        assert started["tap"] == f"{base}/tap" and started["state_dir"] == str(state)
+        assert requests.get(f"{base}/tap/availability", timeout=10).ok
+        assert _count(base) == _count(vo_url)  # the same lake, the same records
+        caps = requests.get(f"{base}/tap/capabilities", timeout=10).text
+        assert f'<accessURL use="base">{base}/tap</accessURL>' in caps
+        query = {"LANG": "ADQL", "QUERY": "SELECT ivoid FROM rr.resource"}
+        ivoids = requests.get(f"{base}/tap/sync", params=query, timeout=30).text
+        assert "ivo://example.org/other/tap" in ivoids  # from its own state folder
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        assert process.wait(timeout=20) == 0
+        assert "Traceback" not in (process.stderr.read() if process.stderr else "")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_vo_serve_of_an_unknown_instance_says_which_exist(lake_env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "escape_portal.cli", "vo", "serve", "--instance", "nope"],
+        env=lake_env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[0] == "error: No Rucio instance named 'nope'."
+    assert "embedded" in done.stderr

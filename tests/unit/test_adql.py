@@ -1,4 +1,4 @@
-"""ADQL translation and execution of the embedded VO endpoint (no lake needed)."""
+"""ADQL translation and execution of the VO publication (no lake needed)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from escape_portal.embedded import adql, vo_schema
 from escape_portal.vo_ids import parse_publisher_did, publisher_did
+from escape_portal.vo_publish import adql, vo_schema
 
 ROWS = [
     {"obs_id": "crab", "s_ra": 83.6331, "s_dec": 22.0145, "calib_level": 2,

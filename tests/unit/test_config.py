@@ -97,3 +97,42 @@ def test_nothing_configured_says_how_to_start(tmp_path: Path) -> None:
     }
     with pytest.raises(InvalidRequest, match="lake up"):
         select_instance(None, env)
+
+
+def _install_provider(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entries: str) -> None:
+    """A package describing instances, installed the way pip does (dist-info on sys.path)."""
+    (tmp_path / "site_lake_provider.py").write_text(
+        "from escape_portal.config import LakeConfig\n"
+        "def describe(env):\n"
+        "    host = env.get('SITE_LAKE_HOST')\n"
+        "    return LakeConfig(name='site-lake', rucio_host=host) if host else None\n"
+    )
+    info = tmp_path / "site_lake_provider-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: site-lake-provider\nVersion: 1\n")
+    (info / "entry_points.txt").write_text(f"[escape_portal.instances]\n{entries}")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def test_instance_providers_come_last_and_only_while_they_describe_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _install_provider(
+        tmp_path,
+        monkeypatch,
+        "site-lake = site_lake_provider:describe\nstale = site_lake_gone:describe\n",
+    )
+    env = {
+        "ESCAPE_PORTAL_CONFIG": str(tmp_path / "none.toml"),
+        "ESCAPE_PORTAL_LAKE_DIR": str(tmp_path / "no-lake"),
+        "RUCIO_CONFIG": str(tmp_path / "none.cfg"),
+    }
+    assert "site-lake" not in load_instances(env)  # its lake is not running
+    env["SITE_LAKE_HOST"] = "https://site-lake.example"
+    assert select_instance("site-lake", env).rucio_host == "https://site-lake.example"
+    assert "stale" in caplog.text and "cannot be loaded" in caplog.text
+    # A configured instance of the same name wins over the provider's.
+    path = tmp_path / "instances.toml"
+    path.write_text('[instances.site-lake]\nrucio_host = "https://configured.example"\n')
+    env["ESCAPE_PORTAL_CONFIG"] = str(path)
+    assert select_instance("site-lake", env).rucio_host == "https://configured.example"

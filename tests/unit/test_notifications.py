@@ -1,4 +1,4 @@
-"""Notifications through a real STOMP broker (the embedded lake's CoilMQ, in-process).
+"""Notifications through a real STOMP broker: the embedded lake's ActiveMQ, started here.
 
 The lake is scripted here (unit level); tests/integration/test_notifications.py follows
 notifications that the embedded Rucio's hermes really publishes.
@@ -7,18 +7,21 @@ notifications that the embedded Rucio's hermes really publishes.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import stomp
 
 from escape_portal.config import LakeConfig
-from escape_portal.embedded.broker import DESTINATION, make_server, virtual_host
+from escape_portal.embedded import broker as amq
 from escape_portal.errors import InvalidRequest, LakeUnavailable
 from escape_portal.events import Watch
 from escape_portal.notifications import (
@@ -30,34 +33,79 @@ from escape_portal.notifications import (
 from tests.unit.test_events import _progress, _ScriptedLake
 
 
-@pytest.fixture
-def broker() -> Iterator[str]:
-    server = make_server(0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+@dataclass
+class Broker:
+    url: str
+    credentials: amq.Credentials
+    process: subprocess.Popen[bytes]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_broker(data_dir: Path) -> Broker:
+    port = _free_port()
+    with (data_dir / "broker.log").open("ab") as log:
+        process = subprocess.Popen(
+            amq.command(data_dir, port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    creds = amq.credentials(data_dir)
     try:
-        yield f"stomp://127.0.0.1:{server.server_address[1]}"
+        amq.wait_until_ready(port, creds, lambda: process.poll() is None)
+    except BaseException:
+        _stop_broker(process)
+        raise
+    return Broker(f"stomp://127.0.0.1:{port}", creds, process)
+
+
+def _stop_broker(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    started = _start_broker(tmp_path_factory.mktemp("broker"))
+    try:
+        yield started
     finally:
-        server.shutdown()
-        server.server_close()
+        _stop_broker(started.process)
 
 
-def _config(url: str, timeout: float = 5.0) -> LakeConfig:
+def _config(url: str, creds: amq.Credentials | None, timeout: float = 5.0) -> LakeConfig:
     return LakeConfig(
         name="t",
         rucio_host="http://127.0.0.1:1",
         broker=url,
-        broker_vhost=virtual_host(),
+        broker_vhost=amq.VIRTUAL_HOST,
+        broker_username=creds.username if creds else None,
+        broker_password=creds.password if creds else None,
         timeout=timeout,
     )
 
 
-def _publish(url: str, *bodies: str) -> None:
-    host, port, _ = broker_address(url)
-    conn = stomp.Connection12([(host, port)], vhost=virtual_host(), timeout=5)
-    conn.connect("hermes", "", wait=True)
+def _publish(broker: Broker, *bodies: str) -> None:
+    """Send as hermes does (STOMP 1.2, its headers, the lake's credentials)."""
+    host, port, _ = broker_address(broker.url)
+    conn = stomp.Connection12([(host, port)], vhost=amq.VIRTUAL_HOST, timeout=5)
+    conn.connect(broker.credentials.username, broker.credentials.password, wait=True)
     for body in bodies:
-        conn.send(body=body, destination=DESTINATION)
+        conn.send(
+            body=body,
+            destination=amq.DESTINATION,
+            headers={"persistent": "true", "event_type": "x"},
+        )
     conn.disconnect()
 
 
@@ -95,9 +143,9 @@ def test_broker_urls_are_checked() -> None:
         LakeConfig(name="t", rucio_host="http://x", broker="amqp://mq")
 
 
-def test_subscription_delivers_rucio_messages_and_skips_garbage(broker: str) -> None:
+def test_subscription_delivers_rucio_messages_and_skips_garbage(broker: Broker) -> None:
     got: list[Notification] = []
-    with Subscription(_config(broker)) as sub:
+    with Subscription(_config(broker.url, broker.credentials)) as sub:
         sub.add_listener(got.append)
         _publish(
             broker,
@@ -116,7 +164,7 @@ def test_unreachable_broker_is_a_clear_error_within_the_timeout() -> None:
         port = sock.getsockname()[1]
     started = time.monotonic()
     with pytest.raises(LakeUnavailable, match="polling Rucio instead"):
-        Subscription(_config(f"stomp://127.0.0.1:{port}", timeout=2)).start()
+        Subscription(_config(f"stomp://127.0.0.1:{port}", None, timeout=2)).start()
     assert time.monotonic() - started < 10
 
 
@@ -128,13 +176,13 @@ def test_silent_broker_does_not_hang_the_subscription() -> None:
         port = listener.getsockname()[1]
         started = time.monotonic()
         with pytest.raises(LakeUnavailable, match="within 1 s"):
-            Subscription(_config(f"stomp://127.0.0.1:{port}", timeout=1)).start()
+            Subscription(_config(f"stomp://127.0.0.1:{port}", None, timeout=1)).start()
         assert time.monotonic() - started < 8
 
 
-def test_watch_refreshes_on_a_notification_not_on_a_timer(broker: str) -> None:
-    lake = _ScriptedLake([_progress("REPLICATING", 0, 0), _progress("OK", 4, 400)], broker)
-    lake.config = _config(broker)  # type: ignore[misc]
+def test_watch_refreshes_on_a_notification_not_on_a_timer(broker: Broker) -> None:
+    lake = _ScriptedLake([_progress("REPLICATING", 0, 0), _progress("OK", 4, 400)], broker.url)
+    lake.config = _config(broker.url, broker.credentials)  # type: ignore[misc]
     ready = threading.Event()
     watch = Watch(
         lake,  # type: ignore[arg-type]
@@ -161,27 +209,18 @@ def test_watch_refreshes_on_a_notification_not_on_a_timer(broker: str) -> None:
     assert watch.polls == 2 and watch.notified == 1
 
 
-def test_watch_polls_when_the_broker_dies() -> None:
-    """The embedded broker runs as its own process here, and is killed mid-watch."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "escape_portal.embedded.broker", str(port)],
-        stdout=subprocess.PIPE,
-    )
+def test_watch_polls_when_the_broker_dies(tmp_path: Path) -> None:
+    """A broker of its own, killed mid-watch."""
+    own = _start_broker(tmp_path)
     try:
-        assert process.stdout is not None and b"STOMP broker" in process.stdout.readline()
-        _watch_survives_broker_death(f"stomp://127.0.0.1:{port}", process)
+        _watch_survives_broker_death(own)
     finally:
-        process.kill()
-        process.wait(10)
-        process.stdout.close()  # type: ignore[union-attr]
+        _stop_broker(own.process)
 
 
-def _watch_survives_broker_death(url: str, process: subprocess.Popen[bytes]) -> None:
+def _watch_survives_broker_death(own: Broker) -> None:
     lake = _ScriptedLake([_progress("REPLICATING", 0, 0)] * 3 + [_progress("OK", 4, 400)])
-    lake.config = _config(url)  # type: ignore[misc]
+    lake.config = _config(own.url, own.credentials)  # type: ignore[misc]
     watch = Watch(
         lake,  # type: ignore[arg-type]
         ["r1"],
@@ -192,7 +231,7 @@ def _watch_survives_broker_death(url: str, process: subprocess.Popen[bytes]) -> 
     try:
         assert _until(lambda: watch.following_notifications)
         assert lake.calls == 1
-        process.terminate()  # the broker goes away: the watch must not wait 10 minutes
+        own.process.kill()  # the broker goes away: the watch must not wait 10 minutes
         assert watch.wait(20), "the watch did not fall back to polling"
     finally:
         watch.stop()
@@ -200,7 +239,7 @@ def _watch_survives_broker_death(url: str, process: subprocess.Popen[bytes]) -> 
     assert any("dropped" in w for w in watch.warnings)
 
 
-def test_a_burst_of_notifications_arrives_whole(broker: str) -> None:
+def test_a_burst_of_notifications_arrives_whole(broker: Broker) -> None:
     """Hermes sends hundreds of frames at once; none may be lost or break the broker."""
     got: list[Notification] = []
     bodies = [
@@ -213,7 +252,7 @@ def test_a_burst_of_notifications_arrives_whole(broker: str) -> None:
         )
         for i in range(300)
     ]
-    with Subscription(_config(broker)) as sub:
+    with Subscription(_config(broker.url, broker.credentials)) as sub:
         sub.add_listener(got.append)
         _publish(broker, *bodies)
         assert _until(lambda: len(got) == 300), f"{len(got)} of 300 arrived"
@@ -221,19 +260,23 @@ def test_a_burst_of_notifications_arrives_whole(broker: str) -> None:
     assert [n.payload["name"] for n in got] == [f"f{i}.fits" for i in range(300)]
 
 
-def test_frame_buffer_waits_for_whole_frames_and_unescapes() -> None:
-    from escape_portal.embedded.broker import FrameBuffer
+def test_the_broker_refuses_wrong_and_missing_credentials(broker: Broker) -> None:
+    wrong = amq.Credentials(broker.credentials.username, "not-the-password")
+    with pytest.raises(LakeUnavailable, match="invalid"):
+        Subscription(_config(broker.url, wrong)).start()
+    with pytest.raises(LakeUnavailable, match="invalid"):
+        Subscription(_config(broker.url, None)).start()
+    assert amq.stomp_connect(int(broker.url.rsplit(":", 1)[1]), wrong) == "ERROR"
 
-    wire = (
-        b"\n"  # a heart-beat
-        + b"SEND\ndestination:/topic/a\nnote:a\\cb\nnote:second\ncontent-length:9\n\n"
-        + b'{"k":"v"}\x00'
-        + b"SEND\ndestination:/topic/a\n\nno length\x00"
-    )
-    buffer = FrameBuffer()
-    frames = []
-    for i in range(len(wire)):  # one byte at a time: every split point
-        buffer.append(wire[i : i + 1])
-        frames.extend(buffer)
-    assert [f.body for f in frames] == [b'{"k":"v"}', b"no length"]
-    assert frames[0].headers["note"] == "a:b"  # escaped colon, and the first value wins
+
+def test_the_password_is_generated_once_and_kept_owner_only(tmp_path: Path) -> None:
+    first = amq.credentials(tmp_path)
+    assert amq.credentials(tmp_path) == first and len(first.password) >= 24
+    assert amq.credentials(tmp_path / "other").password != first.password
+    xml = amq.write_config(tmp_path, 61613)
+    for path in (xml, tmp_path / "broker" / "credentials.json"):
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    assert first.password not in repr(first)
+    text = xml.read_text()
+    assert 'uri="stomp://127.0.0.1:61613' in text
+    assert text.count("<transportConnector ") == 1  # no OpenWire, AMQP, MQTT, WebSocket

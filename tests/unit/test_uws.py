@@ -1,4 +1,4 @@
-"""The UWS job list of the embedded VO endpoint, without a lake: bounds and phases."""
+"""The UWS job list of the VO publication, without a lake: bounds and phases."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from escape_portal.embedded import uws
+from escape_portal.vo_publish import uws
 
 
 def _manager(runner: uws.Runner, **kwargs: int) -> uws.JobManager:

@@ -2,9 +2,10 @@
 
 One record per file that carries ObsCore-ready metadata (``target``, ``ra``, ``dec``,
 ``em_min``/``em_max`` in metres, ``t_min``/``t_max`` in MJD, ``facility``,
-``instrument``, ``dataproduct_type``, ``calib_level``, ``obs_collection``, ``s_fov``; see
-:func:`escape_portal.embedded.seed._obscore`). Only DIDs matching a metadata filter are
-listed, so the 100,000-file scale datasets (no ObsCore metadata) are never scanned.
+``instrument``, ``dataproduct_type``, ``calib_level``, ``obs_collection``, ``s_fov``; the
+embedded lake's seed writes them, a production lake's ingestion would). Only DIDs matching
+a metadata filter are listed, so datasets without ObsCore metadata (the embedded lake's
+100,000-file scale datasets, say) are never scanned.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""ADQL for the embedded VO endpoint: parse, check, translate to SQLite, run.
+"""ADQL for the lake's VO publication: parse, check, translate to SQLite, run.
 
 Queries are parsed with sqlglot (its T-SQL dialect reads ``TOP``), then checked on the
 syntax tree: one ``SELECT`` (or set operation of selects) only, tables of the published
@@ -25,8 +25,8 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError
 
-from escape_portal.embedded.vo_schema import TABLES, Table
-from escape_portal.embedded.votable import Field
+from escape_portal.vo_publish.vo_schema import TABLES, Table
+from escape_portal.vo_publish.votable import Field
 
 DEFAULT_MAXREC = 10_000
 HARD_MAXREC = 100_000

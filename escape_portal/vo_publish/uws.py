@@ -1,4 +1,4 @@
-"""UWS 1.1 jobs for the embedded VO endpoint's asynchronous TAP (``/tap/async``).
+"""UWS 1.1 jobs for the asynchronous TAP of the lake's VO publication (``/tap/async``).
 
 The jobs live in memory: at most :data:`MAX_JOBS` of them, each destroyed at its
 destruction time (:data:`DESTRUCTION_SECONDS` after creation unless the client moves it,
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from xml.sax.saxutils import escape, quoteattr
 
-from escape_portal.embedded.votable import VOTABLE_MIME, error_document
+from escape_portal.vo_publish.votable import VOTABLE_MIME, error_document
 
 log = logging.getLogger("escape_portal.vo.uws")
 

@@ -1,4 +1,4 @@
-"""Minimal VOTable 1.4 writer (TABLEDATA) for the embedded VO endpoint.
+"""Minimal VOTable 1.4 writer (TABLEDATA) for the lake's VO publication.
 
 Written by hand rather than through astropy so that the document has exactly what DALI
 asks for: a ``QUERY_STATUS`` INFO before the table and, when the result was truncated

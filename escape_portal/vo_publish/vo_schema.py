@@ -1,4 +1,4 @@
-"""The tables the embedded VO endpoint publishes, and the SQLite database holding them.
+"""The tables of the lake's VO publication, and the SQLite database holding them.
 
 ``ivoa.obscore`` (ObsCore 1.1 plus ``lake_did`` and ``lake_dataset``), ``tap_schema.*``
 (TAP 1.1) and the RegTAP 1.1 ``rr.*`` tables. Each ADQL schema is an attached in-memory
@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from escape_portal.embedded.votable import Field
+from escape_portal.vo_publish.votable import Field
 
 
 @dataclass(frozen=True)

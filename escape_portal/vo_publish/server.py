@@ -1,24 +1,28 @@
-"""The embedded lake in the Virtual Observatory: TAP, SIA2, Cone Search, DataLink, RegTAP.
+"""A Rucio lake in the Virtual Observatory: TAP, SIA2, Cone Search, DataLink, RegTAP.
 
-Started by ``escape-portal lake up`` as ``python -m escape_portal.embedded.vo_server
-DATA_DIR PORT``, bound to 127.0.0.1. Endpoints (paths are a contract):
+Serves any configured Rucio instance (:func:`escape_portal.config.select_instance`):
+``escape-portal vo serve --instance NAME`` for operators, ``python -m
+escape_portal.vo_publish --instance NAME --port PORT --state-dir DIR`` as the embedded
+lake starts it. Binds 127.0.0.1 unless told otherwise. Endpoints (paths are a contract):
 
 - ``/tap`` — TAP 1.1 (``/tap/sync``, ``/tap/async`` as UWS 1.1 jobs, see
-  :mod:`escape_portal.embedded.uws`, ``/tap/availability``, ``/tap/capabilities``,
+  :mod:`escape_portal.vo_publish.uws`, ``/tap/availability``, ``/tap/capabilities``,
   ``/tap/tables``) over ``ivoa.obscore``, ``tap_schema.*`` and the RegTAP ``rr.*`` tables;
 - ``/sia2/query`` — SIA 2.0; ``/scs/query`` — Simple Cone Search 1.03 (each with VOSI
   ``availability`` and ``capabilities``);
 - ``/datalink/links?ID=...`` — DataLink 1.1: one ``#this`` row per replica, nearest first
-  from ``SITE`` (default: the lake's compute site);
+  from ``SITE`` (default: the instance's compute site);
 - ``/resolve?name=...`` — the positions of the targets the lake knows, as JSON.
 
 The ObsCore records are read from Rucio (through :class:`escape_portal.lake.Lake`, with
-metadata filters so the scale datasets are never listed) and kept for
-:data:`CACHE_TTL` seconds.
+metadata filters so datasets without ObsCore metadata are never listed) and kept for
+:data:`CACHE_TTL` seconds. The state folder holds what an operator adds:
+``registry-extra.json``, more registry records (see :mod:`escape_portal.vo_publish.vo_registry`).
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import http.server
 import json
@@ -30,18 +34,18 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-from escape_portal.config import LakeConfig, embedded_instance
-from escape_portal.embedded import adql, obscore, uws, vo_registry, vo_schema
-from escape_portal.embedded.votable import VOTABLE_MIME, Field, error_document, table_document
+from escape_portal.config import LakeConfig, select_instance
 from escape_portal.errors import LakeError
 from escape_portal.lake import Lake
 from escape_portal.vo_ids import parse_publisher_did
+from escape_portal.vo_publish import adql, obscore, uws, vo_registry, vo_schema
+from escape_portal.vo_publish.votable import VOTABLE_MIME, Field, error_document, table_document
 
 log = logging.getLogger("escape_portal.vo")
 
@@ -75,20 +79,30 @@ class VOService:
 
     Parameters
     ----------
-    data_dir
-        The embedded lake's data directory (its ``run/state.json`` names the Rucio
-        server; ``vo/registry-extra.json`` adds registry records).
+    instance
+        The Rucio instance to publish: a configured instance's name (looked up again
+        when needed, so a restarted server that moved is followed), or its settings.
     base_url
-        ``http://127.0.0.1:PORT``, the URL this service is reached at.
-    config
-        The lake to read (default: the embedded lake of ``data_dir``, read when needed).
+        The URL this service is reached at (``http://127.0.0.1:PORT``); written into the
+        capabilities, the registry records and every ObsCore ``access_url``.
+    state_dir
+        The service's folder (``registry-extra.json`` adds registry records).
+    env
+        The environment instances are read from (default: the process's).
 
     """
 
-    def __init__(self, data_dir: Path, base_url: str, config: LakeConfig | None = None) -> None:
-        self.data_dir = data_dir
+    def __init__(
+        self,
+        instance: str | LakeConfig,
+        base_url: str,
+        state_dir: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.instance = instance
         self.base_url = base_url.rstrip("/")
-        self._fixed_config = config
+        self.state_dir = state_dir
+        self._env = env
         self._lake: Lake | None = None
         self._lake_lock = threading.RLock()
         self._snapshot: Snapshot | None = None
@@ -103,15 +117,18 @@ class VOService:
     # -- the lake ---------------------------------------------------------------------
 
     def lake(self) -> Lake:
-        """The lake (re-made if the embedded lake's server moved)."""
-        config = self._fixed_config or embedded_instance(
-            {"ESCAPE_PORTAL_LAKE_DIR": str(self.data_dir)}
-        )
-        if config is None:
-            raise LakeError(
-                f"The embedded lake of {self.data_dir} is not started (no run/state.json).",
-                "Start it with 'escape-portal lake up'.",
-            )
+        """The lake (re-made if the instance's server moved).
+
+        Raises
+        ------
+        LakeError
+            If the named instance is not configured (for the embedded lake: not started).
+
+        """
+        if isinstance(self.instance, LakeConfig):
+            config = self.instance
+        else:
+            config = select_instance(self.instance, self._env)
         if self._lake is None or self._lake.config.rucio_host != config.rucio_host:
             self._lake = Lake(config)
         return self._lake
@@ -139,7 +156,7 @@ class VOService:
 
     def _build(self, harvest: obscore.Harvest) -> Snapshot:
         resources = vo_registry.own_resources(self.base_url, harvest.messengers)
-        resources += vo_registry.extra_resources(self.data_dir / "vo" / "registry-extra.json")
+        resources += vo_registry.extra_resources(self.state_dir / "registry-extra.json")
         rows: dict[str, list[dict[str, Any]]] = {"ivoa.obscore": harvest.records}
         rows.update(vo_schema.tap_schema_rows())
         rows.update(vo_registry.rr_rows(resources))
@@ -731,13 +748,13 @@ def _index(base: str) -> dict[str, Any]:
 
 
 class VOServer(http.server.ThreadingHTTPServer):
-    """The threading HTTP server of the VO endpoint, on 127.0.0.1."""
+    """The threading HTTP server of the VO endpoint (on 127.0.0.1 unless told otherwise)."""
 
     daemon_threads = True
 
-    def __init__(self, service: VOService, port: int) -> None:
+    def __init__(self, service: VOService, port: int, host: str = "127.0.0.1") -> None:
         self.service = service
-        super().__init__(("127.0.0.1", port), VOHandler)
+        super().__init__((host, port), VOHandler)
 
     def server_close(self) -> None:
         """Close the socket and stop the asynchronous TAP workers."""
@@ -745,24 +762,43 @@ class VOServer(http.server.ThreadingHTTPServer):
         self.service.jobs.close()
 
 
-def serve(data_dir: Path, port: int, config: LakeConfig | None = None) -> VOServer:
-    """A VO server for the lake of ``data_dir`` on 127.0.0.1:``port`` (0: any free port).
+def serve(
+    instance: str | LakeConfig,
+    port: int,
+    state_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    public_url: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> VOServer:
+    """A VO server publishing ``instance`` on ``host``:``port`` (port 0: any free port).
 
     Call ``serve_forever()`` on it (or run it in a thread) and ``shutdown()`` to stop.
+
+    Parameters
+    ----------
+    instance
+        A configured instance's name, or its settings.
+    port, host
+        Where to listen (``host``: 127.0.0.1 by default; another address exposes it).
+    state_dir
+        The service's folder (made if missing).
+    public_url
+        The URL clients reach it at, when not ``http://HOST:PORT`` (behind a proxy).
+    env
+        The environment instances are read from (default: the process's).
+
     """
-    server = VOServer(VOService(data_dir, "http://127.0.0.1:0", config), port)
-    server.service.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    server = VOServer(VOService(instance, "http://127.0.0.1:0", state_dir, env), port, host)
+    bound = server.server_address[1]
+    shown = f"[{host}]" if ":" in host else host
+    server.service.base_url = (public_url or f"http://{shown}:{bound}").rstrip("/")
     return server
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Serve the VO endpoint of DATA_DIR on 127.0.0.1:PORT until SIGTERM."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 2 or not args[1].isdigit():
-        print("usage: python -m escape_portal.embedded.vo_server DATA_DIR PORT", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    server = serve(Path(args[0]).resolve(), int(args[1]))
+def run(server: VOServer) -> None:
+    """Serve until SIGTERM or Ctrl-C, then close the socket."""
 
     def stop(_signum: int, _frame: Any) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
@@ -771,8 +807,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("VO endpoint on %s", server.service.base_url)
     try:
         server.serve_forever()
+    except KeyboardInterrupt:
+        pass
     finally:
         server.server_close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m escape_portal.vo_publish --instance NAME --port PORT --state-dir DIR``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m escape_portal.vo_publish",
+        description="Publish a Rucio instance in the Virtual Observatory until SIGTERM.",
+    )
+    parser.add_argument("--instance", required=True, help="configured Rucio instance")
+    parser.add_argument("--port", type=int, default=0, help="port (default: any free one)")
+    parser.add_argument("--state-dir", type=Path, required=True, help="the service's folder")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    parser.add_argument("--public-url", help="URL clients reach it at (default http://HOST:PORT)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        server = serve(
+            args.instance,
+            args.port,
+            args.state_dir.resolve(),
+            host=args.host,
+            public_url=args.public_url,
+        )
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    run(server)
     return 0
 
 

@@ -1,7 +1,7 @@
-"""RegTAP records of the embedded VO endpoint's own services, and of extra ones.
+"""RegTAP records of the VO publication's own services, and of extra ones.
 
 The ``rr`` tables hold one resource each for this server's TAP, SIA2 and Cone Search
-services, plus any resources listed in ``DATA_DIR/vo/registry-extra.json``: a JSON list
+services, plus any resources listed in ``STATE_DIR/registry-extra.json``: a JSON list
 of ``{"ivoid", "title", "description", "waveband", "subjects", "capabilities":
 [{"standard_id", "access_url"}]}`` (``waveband``: a list of IVOA messenger terms or a
 ``#``-separated string). RegTAP wants ivoids, standard ids and wavebands lowercased.
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from escape_portal.embedded.vo_schema import ALL_TABLES, SCHEMAS
 from escape_portal.vo_ids import LAKE_IVOID
+from escape_portal.vo_publish.vo_schema import ALL_TABLES, SCHEMAS
 
 log = logging.getLogger(__name__)
 
