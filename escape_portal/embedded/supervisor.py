@@ -1,7 +1,8 @@
 """Start, supervise, stop and inspect the embedded data lake.
 
 The lake's parts are one table, :data:`PARTS`: each :class:`Component` says how to start
-it (argv), which ports it listens on (keys saved in ``run/ports.json``) and how to tell
+it (argv, or a function for the XRootD servers, whose sockets are bound here and handed
+over), which ports it listens on (keys saved in ``run/ports.json``) and how to tell
 that it is ready. ``EmbeddedLake.up`` chooses the ports (the last ones used while free),
 writes ``rucio.cfg`` and starts, once, a supervising process (``python -m
 escape_portal.embedded.supervisor run DATA_DIR``) that starts every part, each in its own

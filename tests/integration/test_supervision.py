@@ -21,7 +21,7 @@ import pytest
 
 from escape_portal.config import LakeConfig, embedded_instance
 from escape_portal.embedded.fresh import fresh_dataset
-from escape_portal.embedded.supervisor import COMPONENTS, SUPERVISOR, EmbeddedLake
+from escape_portal.embedded.supervisor import COMPONENTS, PARTS, SUPERVISOR, EmbeddedLake, Run
 from escape_portal.events import wait_for
 from escape_portal.lake import DID, Lake, RuleProgress
 
@@ -55,13 +55,20 @@ def _pid(lake: EmbeddedLake, part: str) -> int:
     return pid
 
 
+def _serves(lake: EmbeddedLake, part: str) -> bool:
+    """Whether ``part`` passes its own ready check on the saved ports."""
+    (component,) = [p for p in PARTS if p.name == part]
+    return component.ready(Run(lake.paths, lake.saved_ports()))
+
+
 def _wait_restarted(lake: EmbeddedLake, part: str, old_pid: int) -> float:
-    """Seconds until ``part`` runs under a new pid and the whole lake answers."""
+    """Seconds until ``part`` runs under a new pid, serves, and the whole lake answers."""
     started = time.monotonic()
     while time.monotonic() - started < RESTART_WITHIN:
         status = lake.status()
         pid = _pid(lake, part)
-        if pid != old_pid and status.running:
+        # _serves on the saved ports: restarted on the same port (STOMP, TLS or HTTP).
+        if pid != old_pid and status.running and _serves(lake, part):
             return time.monotonic() - started
         time.sleep(0.2)
     raise AssertionError(f"{part} was not back within {RESTART_WITHIN} s")
@@ -91,7 +98,9 @@ def _one_rule_one_replica_each(lake: Lake, own_lake: EmbeddedLake, did: DID) -> 
     assert len(on_disk) == len(files), on_disk
 
 
-@pytest.mark.parametrize("part", ["server", "daemons", "memcached"])
+@pytest.mark.parametrize(
+    "part", ["server", "daemons", "memcached", "xrootd-CERN-DISK", "broker", "idp"]
+)
 def test_killed_part_restarts_on_its_port_and_the_rule_completes(
     part: str, own_lake: EmbeddedLake, own_config: LakeConfig
 ) -> None:
