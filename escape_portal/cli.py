@@ -473,24 +473,42 @@ def _wait(lake: Lake, rule_id: str, label: str, timeout: float, *, quiet: bool) 
     from escape_portal.events import ProgressEvent, wait_for
 
     bar = None
+    status = ""  # the line's text while the lake answers
+
+    def line(text: str) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = _progress_bar(0, label)
+        bar.set_postfix_str(text)
+        bar.refresh()
 
     def show(event: ProgressEvent) -> None:
-        nonlocal bar
+        nonlocal bar, status
         if quiet:
+            return
+        if event.error:  # the lake stayed away for a whole call: keep waiting
+            line(waiting_message(lake.config.rucio_host))
             return
         progress = event.progress
         if bar is None:
             bar = _progress_bar(progress.bytes_total, label)
+        bar.total = progress.bytes_total
         bar.n = progress.bytes_done
         eta = f", about {event.eta_seconds:.0f} s left" if event.eta_seconds else ""
-        bar.set_postfix_str(
-            f"{progress.files_done}/{progress.files_total} files, {event.state}{eta}"
-        )
-        bar.refresh()
+        status = f"{progress.files_done}/{progress.files_total} files, {event.state}{eta}"
+        line(status)
 
+    def waiting(message: str | None) -> None:
+        if not quiet:
+            line(message or status)
+
+    from escape_portal.lake.auth import waiting_message
+
+    lake.on_waiting = waiting
     try:
         return wait_for(lake, rule_id, timeout=timeout, on_progress=show)
     finally:
+        lake.on_waiting = None
         if bar is not None:
             bar.close()
 

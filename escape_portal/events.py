@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from escape_portal.errors import LakeError
+from escape_portal.errors import LakeError, LakeUnavailable
 from escape_portal.lake import Lake, RuleProgress
 from escape_portal.notifications import Notification, Subscription
 
@@ -260,7 +260,13 @@ class Watch:
         try:
             while not self._stop.is_set() and time.monotonic() < deadline:
                 self._wake.clear()
-                changed = self.poll_once(trigger)
+                try:
+                    changed = self.poll_once(trigger)
+                except LakeUnavailable:
+                    # Not even one observation yet and the lake went away: each call
+                    # already waited for it (the client's retries); keep asking.
+                    self._stop.wait(self.first_interval)
+                    continue
                 if all(e.done for e in self.latest.values()) and len(self.latest) == len(
                     self.rule_ids
                 ):
@@ -290,7 +296,7 @@ class Watch:
 
 def _key(event: ProgressEvent) -> tuple[object, ...]:
     p = event.progress
-    return (event.state, p.files_done, p.bytes_done, p.stuck_reason)
+    return (event.state, p.files_done, p.bytes_done, p.stuck_reason, event.error)
 
 
 def when_available(lake: Lake, rule_id: str, callback: Callback, **kwargs: object) -> Watch:

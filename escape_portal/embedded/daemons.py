@@ -2,16 +2,28 @@
 
 Runs Rucio's own judge (evaluator, injector, repairer, cleaner), conveyor (submitter,
 poller, finisher), reaper, undertaker, abacus (collection replicas, account and storage
-usage) and, when a broker is configured, hermes (notifications) loops as threads, with
-short sleeps so that a rule goes REPLICATING -> OK within seconds, and registers the
-transfertools with the conveyor: ``gfal`` (davs between the XRootD storage elements,
-:mod:`escape_portal.embedded.grid_transfertool`) and ``posix`` (``file://``).
+usage) and, when a broker is configured, hermes (notifications) loops as threads, and
+registers the transfertools with the conveyor: ``gfal`` (davs between the XRootD storage
+elements, :mod:`escape_portal.embedded.grid_transfertool`, with its own poller) and
+``posix`` (``file://``).
+
+An idle lake should cost almost nothing, yet a rule should go REPLICATING -> OK within
+seconds of a request. So the daemons a researcher waits for sleep ``IDLE`` seconds
+between loops, and one thread asks the catalogue every ``WATCH`` seconds whether they
+have work (a request, a DID event, a rule to inject, a notification, a counter to
+update: one indexed ``LIMIT 1`` query per table); while there is, it wakes them at once
+(their stop events are replaced by :class:`WakeableStop`, which Rucio's loop waits on;
+both pollers, posix and gfal, share the poller module's event).
+The judge-cleaner and the reaper (expired rules, deletion) sleep ``EXPIRY`` seconds,
+other housekeeping daemons ``SLOW``.
 Started by the supervisor as ``python -m escape_portal.embedded.daemons`` with
 ``RUCIO_CONFIG`` set; stops on SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import signal
 import sys
@@ -20,10 +32,88 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-#: Seconds between loops of the daemons a researcher waits for.
-FAST = 1
-#: Seconds between loops of housekeeping daemons (expiry, repair, deletion).
-SLOW = 10
+#: Seconds between loops of the daemons a researcher waits for, while they have no work.
+IDLE = 60
+#: Seconds between two questions "is there work?" to the catalogue.
+WATCH = 1.0
+#: Seconds between loops of housekeeping daemons (repair, DID expiry, storage usage).
+SLOW = 120
+#: Seconds between loops of the judge-cleaner and the reaper: an expired rule is gone,
+#: and its replicas deleted, within a minute or so.
+EXPIRY = 30
+
+
+class WakeableStop(threading.Event):
+    """A daemon's stop event whose timed waits also end when work arrives (:meth:`wake`).
+
+    ``is_set`` stays true only once the daemon is asked to stop, so Rucio's loop runs one
+    more iteration when woken, and ends when stopped.
+    """
+
+    _work = threading.Condition()
+    _generation = 0
+
+    def set(self) -> None:
+        """Ask the daemon to stop (wakes it)."""
+        super().set()
+        with WakeableStop._work:
+            WakeableStop._work.notify_all()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until stopped, woken by :meth:`wake`, or ``timeout`` passed; whether stopped."""
+        with WakeableStop._work:
+            seen = WakeableStop._generation
+            WakeableStop._work.wait_for(
+                lambda: self.is_set() or WakeableStop._generation != seen, timeout
+            )
+        return self.is_set()
+
+    @classmethod
+    def wake(cls) -> None:
+        """End the current wait of every daemon that sleeps on a :class:`WakeableStop`."""
+        with cls._work:
+            cls._generation += 1
+            cls._work.notify_all()
+
+
+def _urgent(module: Any, attribute: str = "graceful_stop") -> Any:
+    """Make ``module``'s daemon wakeable (before its thread starts); return the module."""
+    setattr(module, attribute, WakeableStop())
+    return module
+
+
+def work_pending() -> bool:
+    """Whether the daemons a researcher waits for have something to do."""
+    from rucio.db.sqla import models
+    from rucio.db.sqla.constants import RuleState
+    from rucio.db.sqla.session import get_session
+    from sqlalchemy import select
+
+    queries = [
+        select(models.Request.id).limit(1),
+        select(models.UpdatedDID.id).limit(1),
+        select(models.ReplicationRule.id)
+        .where(models.ReplicationRule.state == RuleState.INJECT)
+        .limit(1),
+        select(models.Message.id).limit(1),
+        select(models.UpdatedCollectionReplica.id).limit(1),
+        select(models.UpdatedAccountCounter.id).limit(1),
+    ]
+    session = get_session()
+    try:
+        return any(session.execute(query).first() is not None for query in queries)
+    finally:
+        session.remove()
+
+
+def _waker(stopping: threading.Event) -> None:
+    """Wake the urgent daemons while there is work; one cheap question per ``WATCH`` s."""
+    while not stopping.wait(WATCH):
+        try:
+            if work_pending():
+                WakeableStop.wake()
+        except Exception:  # a locked database, a restart: ask again next time
+            logging.debug("escape-portal: asking for pending work failed", exc_info=True)
 
 
 def _daemons() -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
@@ -40,6 +130,11 @@ def _daemons() -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
     register()
     # davs between XRootD storage elements goes through gfal2 (as FTS); file:// stays posix.
     grid_transfertool.register()
+    for module in (evaluator, injector, collection_replica, account):
+        _urgent(module)
+    # One event per module: the posix and the gfal pollers both wake on it.
+    for module in (submitter, poller, finisher):
+        _urgent(module, "GRACEFUL_STOP")
 
     def topology() -> Any:
         return ExpiringObjectCache(ttl=30, new_obj_fnc=lambda: Topology())
@@ -48,16 +143,16 @@ def _daemons() -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
         *_hermes(),
         (
             "judge-evaluator",
-            lambda: evaluator.re_evaluator(sleep_time=FAST, did_limit=1000),
+            lambda: evaluator.re_evaluator(sleep_time=IDLE, did_limit=1000),
             evaluator.stop,
         ),
-        ("judge-injector", lambda: injector.rule_injector(sleep_time=FAST), injector.stop),
+        ("judge-injector", lambda: injector.rule_injector(sleep_time=IDLE), injector.stop),
         ("judge-repairer", lambda: repairer.rule_repairer(sleep_time=SLOW), repairer.stop),
-        ("judge-cleaner", lambda: cleaner.rule_cleaner(sleep_time=SLOW), cleaner.stop),
+        ("judge-cleaner", lambda: cleaner.rule_cleaner(sleep_time=EXPIRY), cleaner.stop),
         (
             "conveyor-submitter",
             lambda: submitter.submitter(
-                sleep_time=FAST,
+                sleep_time=IDLE,
                 partition_wait_time=0,
                 bulk=1000,
                 transfertools=[grid_transfertool.EXTERNAL_NAME, EXTERNAL_NAME],
@@ -68,7 +163,7 @@ def _daemons() -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
         (
             "conveyor-poller",
             lambda: poller.poller(
-                sleep_time=FAST,
+                sleep_time=IDLE,
                 older_than=0,
                 partition_wait_time=0,
                 transfertool=EXTERNAL_NAME,
@@ -81,7 +176,7 @@ def _daemons() -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
         (
             "conveyor-poller-gfal",
             lambda: poller.poller(
-                sleep_time=FAST,
+                sleep_time=IDLE,
                 older_than=0,
                 partition_wait_time=0,
                 transfertool=grid_transfertool.EXTERNAL_NAME,
@@ -95,14 +190,14 @@ def _daemons() -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
         (
             "conveyor-finisher",
             lambda: finisher.finisher(
-                sleep_time=FAST, partition_wait_time=0, db_bulk=1000, cached_topology=topology()
+                sleep_time=IDLE, partition_wait_time=0, db_bulk=1000, cached_topology=topology()
             ),
             finisher.stop,
         ),
         (
             "reaper",
             lambda: reaper.reaper(
-                rses=[], include_rses=None, exclude_rses=None, greedy=True, sleep_time=SLOW
+                rses=[], include_rses=None, exclude_rses=None, greedy=True, sleep_time=EXPIRY
             ),
             reaper.stop,
         ),
@@ -110,10 +205,10 @@ def _daemons() -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
         # Counters: dataset replica summaries, account usage (quotas) and storage usage.
         (
             "abacus-collection-replica",
-            lambda: collection_replica.collection_replica_update(sleep_time=FAST, limit=1000),
+            lambda: collection_replica.collection_replica_update(sleep_time=IDLE, limit=1000),
             collection_replica.stop,
         ),
-        ("abacus-account", lambda: account.account_update(sleep_time=FAST * 2), account.stop),
+        ("abacus-account", lambda: account.account_update(sleep_time=IDLE), account.stop),
         ("abacus-rse", lambda: rse.rse_update(sleep_time=SLOW), rse.stop),
     ]
 
@@ -128,7 +223,20 @@ def _hermes() -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
         return []
     from rucio.daemons.hermes import hermes
 
-    return [("hermes", lambda: hermes.hermes(bulk=1000, sleep_time=FAST), hermes.stop)]
+    _urgent(hermes)
+    return [("hermes", lambda: hermes.hermes(bulk=1000, sleep_time=IDLE), hermes.stop)]
+
+
+def _named(name: str, target: Callable[[], None]) -> Callable[[], None]:
+    """``target``, run in a thread that the OS (``top -H``, ``/proc``) shows as ``name``."""
+
+    def run() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None)
+            libc.prctl(15, name[:15].encode(), 0, 0, 0)  # PR_SET_NAME: 15 bytes at most
+        target()
+
+    return run
 
 
 def main() -> int:
@@ -136,8 +244,10 @@ def main() -> int:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(threadName)s %(message)s"
     )
+    from escape_portal.embedded.rucio_cache import reconnect_to_memcached
     from escape_portal.embedded.sqlite_compat import cap_or_chains, immediate_reaper_marking
 
+    reconnect_to_memcached()  # before Rucio's modules make their cache regions
     immediate_reaper_marking()  # before the reaper imports it
     cap_or_chains()
     daemons = _daemons()
@@ -150,9 +260,13 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
     threads = []
     for name, target, _ in daemons:
-        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread = threading.Thread(target=_named(name, target), name=name, daemon=True)
         thread.start()
         threads.append(thread)
+    waker = threading.Thread(
+        target=_named("waker", lambda: _waker(stopping)), name="waker", daemon=True
+    )
+    waker.start()
     logging.info("escape-portal: %d Rucio daemons running", len(threads))
     while not stopping.wait(1.0):
         dead = [t.name for t in threads if not t.is_alive()]

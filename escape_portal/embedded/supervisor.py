@@ -1,20 +1,23 @@
-"""Start, stop and inspect the embedded data lake.
+"""Start, supervise, stop and inspect the embedded data lake.
 
-``up`` starts, each in its own process group and all bound to 127.0.0.1: a memcached
-(Rucio's cache), an HTTP server for the storage elements, a STOMP message broker for
-Rucio's notifications (ActiveMQ, see :mod:`escape_portal.embedded.broker`), the Rucio
-REST server under gunicorn, Rucio's daemons (see :mod:`escape_portal.embedded.daemons`)
-and the lake's Virtual Observatory endpoint (see :mod:`escape_portal.vo_publish`);
-before the daemons it builds the catalogue and seeds the sample data once (see
-:mod:`escape_portal.embedded.bootstrap`). It is idempotent: parts already running are
-left alone. ``down`` stops what ``up`` started, by process id. Logs go to ``DATA_DIR/logs``.
+The lake's parts are one table, :data:`PARTS`: each :class:`Component` says how to start
+it (argv, or a function for the XRootD servers, whose sockets are bound here and handed
+over), which ports it listens on (keys saved in ``run/ports.json``) and how to tell
+that it is ready. ``EmbeddedLake.up`` chooses the ports (the last ones used while free),
+writes ``rucio.cfg`` and starts, once, a supervising process (``python -m
+escape_portal.embedded.supervisor run DATA_DIR``) that starts every part, each in its own
+process group and bound to 127.0.0.1, builds and seeds the catalogue on first start (see
+:mod:`escape_portal.embedded.bootstrap`), and then restarts any part that dies, on the
+same port, with backoff (``logs/supervisor.log``). ``up`` is idempotent and returns when
+the lake answers; ``down`` stops the supervisor, which stops the parts by process group.
+Logs go to ``DATA_DIR/logs``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
+import logging
 import os
 import shutil
 import signal
@@ -23,9 +26,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import IO, Any
 
 import requests
 
@@ -41,23 +45,249 @@ from escape_portal.embedded.pki import ensure_pki
 from escape_portal.embedded.sites import DEFAULT_COMPUTE_SITE, site_by_name
 from escape_portal.embedded.tokens import issuer_url
 
-COMPONENTS = (
-    "memcached",
-    "storage",
-    *(xrootd.component(rse) for rse in xrootd.XROOTD_RSES),
-    "broker",
-    "idp",
-    "server",
-    "daemons",
-    "vo",
-)
-# The processes this Python process started, so that they are reaped when stopped.
+# The processes this Python process started (the supervisor), reaped when stopped.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 SERVER_START_TIMEOUT = 90.0
+#: How long ``up`` waits for a first start (seeding 110,000 files takes minutes).
+UP_TIMEOUT = 3600.0
+#: Seconds between two looks at the parts.
+WATCH_INTERVAL = 0.5
+#: Restart backoff: first delay, doubled per quick death, up to the maximum; a part that
+#: stayed up ``STABLE_AFTER`` seconds starts again from the first delay.
+RESTART_DELAY, RESTART_DELAY_MAX, STABLE_AFTER = 0.5, 30.0, 60.0
+
+log = logging.getLogger("escape_portal.embedded.supervisor")
 
 
 class EmbeddedLakeError(RuntimeError):
     """A part of the embedded lake failed; the message names the log to read."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a part's start sees: the lake's layout and its ports."""
+
+    paths: LakePaths
+    ports: dict[str, int]
+
+    def url(self, key: str, path: str = "") -> str:
+        """``http://127.0.0.1:PORT`` of port ``key``, plus ``path``."""
+        return f"http://127.0.0.1:{self.ports[key]}{path}"
+
+    @property
+    def ca(self) -> Path:
+        """The lake CA's certificate (the idp's and the XRootD servers' TLS)."""
+        return self.paths.pki / "ca.pem"
+
+    @property
+    def idp_issuer(self) -> str:
+        """The identity provider's issuer URL (https, the lake CA)."""
+        return issuer_url(self.ports["idp_port"])
+
+    def xrootd_endpoint(self, rse: str) -> xrootd.XRootDEndpoint:
+        """Where ``rse``'s XRootD server listens."""
+        return xrootd.XRootDEndpoint(rse, *(self.ports[key] for key in xrootd.port_keys(rse)))
+
+
+@dataclass(frozen=True)
+class Component:
+    """One part of the lake: how to start it and tell it is ready.
+
+    Parameters
+    ----------
+    name
+        Its name (pid file ``run/NAME.pid``, log ``logs/NAME.log``).
+    argv
+        The command that runs it in the foreground, from the lake's layout and ports.
+    ports
+        Keys of the ports it listens on (saved in ``run/ports.json`` and ``state.json``).
+    ready
+        Whether it serves (default: as soon as it runs).
+    needs_catalogue
+        Started once the catalogue exists (on first start: once built and seeded).
+    after_bootstrap
+        Started only after this start's check of the catalogue (its storage protocols).
+    starting
+        What ``up`` says while starting it.
+    ready_timeout
+        Seconds it may take to become ready.
+    env
+        Extra environment variables.
+    start
+        Starts it instead of running ``argv`` (given the log to write to), for a part
+        that needs more than a command (the XRootD servers get their sockets handed over).
+    """
+
+    name: str
+    argv: Callable[[Run], list[str]]
+    ports: tuple[str, ...] = ()
+    ready: Callable[[Run], bool] = lambda run: True
+    needs_catalogue: bool = False
+    after_bootstrap: bool = False
+    starting: str = ""
+    ready_timeout: float = 30.0
+    env: Callable[[Run], dict[str, str]] = field(default=lambda run: {})
+    start: Callable[[Run, IO[bytes]], subprocess.Popen[bytes]] | None = None
+
+
+def _python(module: str, *args: object) -> list[str]:
+    return [sys.executable, "-m", module, *map(str, args)]
+
+
+def _memcached(run: Run) -> list[str]:
+    binary = shutil.which("memcached") or (
+        "/usr/bin/memcached" if Path("/usr/bin/memcached").exists() else None
+    )
+    if binary is None:
+        raise EmbeddedLakeError(
+            "memcached is not installed; the Rucio server caches through it. "
+            "Install it (Debian: apt-get install memcached) or run scripts/setup.sh."
+        )
+    argv = [binary, "-l", "127.0.0.1", "-p", str(run.ports["memcached_port"]), "-U", "0"]
+    argv += ["-m", "256"]
+    return argv + (["-u", "root"] if os.geteuid() == 0 else [])
+
+
+def _gunicorn(run: Run) -> list[str]:
+    return [
+        *_python("gunicorn", "--bind", f"127.0.0.1:{run.ports['server_port']}"),
+        *("--workers", "2", "--worker-class", "gthread", "--threads", "8"),
+        *("--timeout", "600", "--graceful-timeout", "5"),
+        "--no-control-socket",  # nothing of the lake outside its data directory
+        # Rucio's application is imported once, before the workers fork: a (re)start
+        # costs one import (seconds of CPU), not one per worker.
+        "--preload",
+        *("--access-logfile", str(run.paths.logs / "access.log")),
+        "escape_portal.embedded.wsgi:application",
+    ]
+
+
+def _listening(key: str) -> Callable[[Run], bool]:
+    def ready(run: Run) -> bool:
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", run.ports[key]), timeout=1).close()
+            return True
+        return False
+
+    return ready
+
+
+def _answers(key: str, path: str) -> Callable[[Run], bool]:
+    def ready(run: Run) -> bool:
+        with contextlib.suppress(requests.RequestException):
+            return requests.get(run.url(key, path), timeout=2).status_code < 500
+        return False
+
+    return ready
+
+
+def _broker(run: Run) -> list[str]:
+    try:
+        return broker.command(run.paths.root, run.ports["broker_port"])
+    except broker.BrokerError as exc:
+        raise EmbeddedLakeError(str(exc)) from exc
+
+
+def _broker_ready(run: Run) -> bool:
+    creds = broker.credentials(run.paths.root)
+    answer = broker.stomp_connect(run.ports["broker_port"], creds)
+    if answer == "ERROR":
+        raise EmbeddedLakeError("The message broker refused the lake's credentials.")
+    return answer == "CONNECTED"
+
+
+def _idp_ready(run: Run) -> bool:
+    with contextlib.suppress(requests.RequestException):
+        url = f"{run.idp_issuer}/.well-known/openid-configuration"
+        return requests.get(url, timeout=2, verify=str(run.ca)).status_code < 500
+    return False
+
+
+def _xrootd(rse: str) -> Component:
+    def start(run: Run, log_file: IO[bytes]) -> subprocess.Popen[bytes]:
+        try:
+            return xrootd.start(run.paths, run.xrootd_endpoint(rse), run.idp_issuer, log_file)
+        except xrootd.XRootDError as exc:
+            raise EmbeddedLakeError(str(exc)) from exc
+
+    return Component(
+        xrootd.component(rse),
+        lambda run: [],  # started by ``start``
+        xrootd.port_keys(rse),
+        lambda run: xrootd.ready(run.xrootd_endpoint(rse), run.ca),
+        starting=f"serving {rse} over root:// and davs:// (XRootD, tokens)",
+        ready_timeout=xrootd.START_TIMEOUT,
+        start=start,
+    )
+
+
+#: The lake's parts, in start order (stopped in reverse).
+PARTS: tuple[Component, ...] = (
+    Component(
+        "memcached",
+        _memcached,
+        ("memcached_port",),
+        _listening("memcached_port"),
+        starting="starting memcached",
+    ),
+    Component(
+        "storage",
+        lambda run: _python(
+            "escape_portal.embedded.storage_http", run.paths.rse_root, run.ports["storage_port"]
+        ),
+        ("storage_port",),
+        _listening("storage_port"),
+        starting="serving the storage elements over HTTP",
+    ),
+    Component(
+        "broker",
+        _broker,
+        ("broker_port",),
+        _broker_ready,
+        starting="starting the message broker (ActiveMQ) for Rucio's notifications",
+        ready_timeout=broker.START_TIMEOUT,
+    ),
+    # Before the server and the bootstrap: Rucio's server discovers the provider at
+    # start, and the bootstrap registers the XRootD storage elements.
+    Component(
+        "idp",
+        lambda run: _python("escape_portal.embedded.idp", run.paths.root, run.ports["idp_port"]),
+        ("idp_port",),
+        _idp_ready,
+        starting="starting the OpenID Connect provider",
+    ),
+    *(_xrootd(rse) for rse in xrootd.XROOTD_RSES),
+    Component(
+        "server",
+        _gunicorn,
+        ("server_port",),
+        lambda run: _ping(run.url("server_port")) is not None,
+        needs_catalogue=True,
+        starting="starting the Rucio server",
+        ready_timeout=SERVER_START_TIMEOUT,
+    ),
+    Component(
+        "daemons",
+        lambda run: _python("escape_portal.embedded.daemons"),
+        needs_catalogue=True,
+        after_bootstrap=True,
+        starting="starting Rucio's daemons",
+    ),
+    Component(
+        "vo",
+        lambda run: _python(
+            "escape_portal.vo_publish",
+            *("--instance", "embedded", "--port", run.ports["vo_port"]),
+            *("--state-dir", run.paths.root / "vo"),
+        ),
+        ("vo_port",),
+        _answers("vo_port", "/tap/availability"),
+        needs_catalogue=True,
+        starting="publishing the lake in the Virtual Observatory (TAP, SIA2, SCS, DataLink)",
+    ),
+)
+COMPONENTS = tuple(part.name for part in PARTS)
+SUPERVISOR = "supervisor"
 
 
 @dataclass(frozen=True)
@@ -104,8 +334,7 @@ def _free_port() -> int:
 
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # As servers bind (Java, gunicorn, memcached): connections of a part that died,
-        # left in TIME_WAIT, must not move it to another port.
+        # As the servers bind: a port whose last connections linger in TIME_WAIT is free.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
@@ -131,11 +360,40 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stop_group(pid: int, timeout: float, reap: Callable[[], None] = lambda: None) -> None:
+    """SIGTERM the process group ``pid`` leads, SIGKILL what is left after ``timeout``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while (_alive(pid) or _group_alive(pid)) and time.monotonic() < deadline:
+        reap()
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    reap()
+
+
 def _tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except FileNotFoundError:
         return "(no log written)"
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
 
 
 class EmbeddedLake:
@@ -182,6 +440,9 @@ class EmbeddedLake:
     def _log(self, component: str) -> Path:
         return self.paths.logs / f"{component}.log"
 
+    def _supervisor_file(self) -> Path:
+        return self.paths.run / "supervisor.json"
+
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["RUCIO_CONFIG"] = str(self.paths.rucio_cfg)
@@ -191,222 +452,38 @@ class EmbeddedLake:
         env["REQUESTS_CA_BUNDLE"] = str(self.paths.pki / "ca.pem")
         return env
 
-    def _ports(self) -> dict[str, int]:
-        """Ports of the listening parts: the last ones used while free, else new ones."""
-        saved = json.loads(self._ports_file().read_text()) if self._ports_file().exists() else {}
-        ports = {}
-        for component, key, wanted in (
-            ("server", "server_port", self.port),
-            ("memcached", "memcached_port", None),
-            ("storage", "storage_port", None),
-            ("broker", "broker_port", None),
-            ("vo", "vo_port", None),
-            ("idp", "idp_port", None),
-            *(
-                (xrootd.component(rse), key, None)
-                for rse in xrootd.XROOTD_RSES
-                for key in xrootd.port_keys(rse)
-            ),
-        ):
-            port = int(wanted or saved.get(key) or 0)
-            if port and (
-                (_alive(self._pid(component)) and port == saved.get(key)) or _port_free(port)
-            ):
-                ports[key] = port
-            elif wanted:
-                raise EmbeddedLakeError(f"Port {wanted} on 127.0.0.1 is already in use.")
-            else:
-                ports[key] = _free_port()
-        self._ports_file().write_text(json.dumps(ports))
-        return ports
-
     def _ports_file(self) -> Path:
         return self.paths.run / "ports.json"
+
+    def saved_ports(self) -> dict[str, int]:
+        """The ports of the last start (``run/ports.json``), empty if never started."""
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+            return {k: int(v) for k, v in json.loads(self._ports_file().read_text()).items()}
+        return {}
+
+    def _ports(self) -> dict[str, int]:
+        """Ports of the listening parts: the last ones used while free, else new ones."""
+        saved = self.saved_ports()
+        ports = {}
+        for part in PARTS:
+            for key in part.ports:
+                wanted = self.port if key == "server_port" else None
+                port = int(wanted or saved.get(key) or 0)
+                if port and (
+                    (_alive(self._pid(part.name)) and port == saved.get(key)) or _port_free(port)
+                ):
+                    ports[key] = port
+                elif wanted:
+                    raise EmbeddedLakeError(f"Port {wanted} on 127.0.0.1 is already in use.")
+                else:
+                    ports[key] = _free_port()
+        _write_json(self._ports_file(), ports)
+        return ports
 
     @property
     def mount_path(self) -> Path:
         """The folder of the storage element mounted into the compute site."""
         return self.paths.rse_dir(self.compute_site.rse)
-
-    # -- processes -------------------------------------------------------------------------
-
-    def _spawn(self, component: str, argv: list[str]) -> int:
-        log = self._log(component).open("ab")
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=self._env(),
-            cwd=self.paths.root,
-            start_new_session=True,
-        )
-        log.close()
-        _CHILDREN[process.pid] = process
-        self._pid_file(component).write_text(str(process.pid))
-        return process.pid
-
-    def _start_memcached(self, port: int) -> None:
-        if _alive(self._pid("memcached")):
-            return
-        binary = shutil.which("memcached") or (
-            "/usr/bin/memcached" if Path("/usr/bin/memcached").exists() else None
-        )
-        if binary is None:
-            raise EmbeddedLakeError(
-                "memcached is not installed; the Rucio server caches through it. "
-                "Install it (Debian: apt-get install memcached) or run scripts/setup.sh."
-            )
-        argv = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "256"]
-        if os.geteuid() == 0:
-            argv += ["-u", "root"]
-        self._spawn("memcached", argv)
-
-    def _start_server(self, port: int) -> None:
-        if _alive(self._pid("server")):
-            return
-        self._spawn(
-            "server",
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "2",
-                "--worker-class",
-                "gthread",
-                "--threads",
-                "8",
-                "--timeout",
-                "600",
-                "--graceful-timeout",
-                "5",
-                "--no-control-socket",  # nothing of the lake outside its data directory
-                "--access-logfile",
-                str(self._log("access")),
-                "escape_portal.embedded.wsgi:application",
-            ],
-        )
-
-    def _wait_for_server(self, url: str) -> str:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while time.monotonic() < deadline:
-            if not _alive(self._pid("server")):
-                raise EmbeddedLakeError(
-                    f"The Rucio server exited at start; see {self._log('server')}:\n"
-                    + _tail(self._log("server"))
-                )
-            version = _ping(url)
-            if version:
-                return version
-            time.sleep(0.2)
-        raise EmbeddedLakeError(
-            f"The Rucio server did not answer on {url} within {SERVER_START_TIMEOUT:.0f} s; "
-            f"see {self._log('server')}"
-        )
-
-    def _wait_for_http(
-        self, component: str, url: str, timeout: float = 30.0, verify: str | bool = True
-    ) -> None:
-        """Wait until a component answers ``url`` (so that ``up`` returns when it is ready)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not _alive(self._pid(component)):
-                raise EmbeddedLakeError(
-                    f"The {component} process exited at start; see {self._log(component)}:\n"
-                    + _tail(self._log(component))
-                )
-            try:
-                if requests.get(url, timeout=2, verify=verify).status_code < 500:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise EmbeddedLakeError(
-            f"The {component} process did not answer on {url} within {timeout:.0f} s; "
-            f"see {self._log(component)}"
-        )
-
-    def _wait_for_broker(self, port: int) -> None:
-        """Wait until the broker accepts a STOMP CONNECT with the lake's credentials."""
-        try:
-            broker.wait_until_ready(
-                port, broker.credentials(self.paths.root), lambda: _alive(self._pid("broker"))
-            )
-        except broker.BrokerError as exc:
-            raise EmbeddedLakeError(
-                f"{exc} See {self._log('broker')}:\n{_tail(self._log('broker'))}"
-            ) from exc
-
-    def _xrootd_endpoints(self, ports: dict[str, int]) -> list[xrootd.XRootDEndpoint]:
-        return [
-            xrootd.XRootDEndpoint(rse, *(ports[key] for key in xrootd.port_keys(rse)))
-            for rse in xrootd.XROOTD_RSES
-        ]
-
-    def _start_xrootd(self, ports: dict[str, int]) -> dict[str, float]:
-        """Start the storage elements' XRootD servers not running; wait until they answer.
-
-        Returns the seconds each one took to answer (empty if all were running).
-        """
-        issuer = issuer_url(ports["idp_port"])
-        started: dict[str, tuple[xrootd.XRootDEndpoint, float]] = {}
-        name = ""
-        try:
-            for endpoint in self._xrootd_endpoints(ports):
-                name = xrootd.component(endpoint.rse)
-                if _alive(self._pid(name)):
-                    continue
-                with self._log(name).open("ab") as log:
-                    process = xrootd.start(self.paths, endpoint, issuer, log)
-                _CHILDREN[process.pid] = process
-                self._pid_file(name).write_text(str(process.pid))
-                started[name] = (endpoint, time.monotonic())
-            took = {}
-            for name, (endpoint, at) in started.items():
-                pid = self._pid(name)
-                xrootd.wait_ready(
-                    endpoint, self.paths.pki / "ca.pem", functools.partial(_alive, pid)
-                )
-                took[name] = round(time.monotonic() - at, 2)
-            return took
-        except xrootd.XRootDError as exc:
-            raise EmbeddedLakeError(
-                f"{exc} See {self._log(name)}:\n{_tail(self._log(name))}"
-            ) from exc
-
-    def _bootstrap(
-        self,
-        seed: bool,
-        storage_port: int,
-        xrootd_ports: dict[str, tuple[int, int]],
-        idp_issuer: str,
-    ) -> dict[str, Any]:
-        argv = [
-            sys.executable,
-            "-m",
-            "escape_portal.embedded.bootstrap",
-            str(self.paths.root),
-            "--storage-port",
-            str(storage_port),
-            "--xrootd-ports",
-            json.dumps(xrootd_ports),
-            "--idp-issuer",
-            idp_issuer,
-        ]
-        if seed:
-            argv.append("--seed")
-        log = self._log("bootstrap")
-        with log.open("ab") as handle:
-            result = subprocess.run(
-                argv, stdout=subprocess.PIPE, stderr=handle, env=self._env(), check=False
-            )
-        if result.returncode != 0:
-            raise EmbeddedLakeError(f"Building the catalogue failed; see {log}:\n{_tail(log)}")
-        report: dict[str, Any] = json.loads(result.stdout.decode().strip().splitlines()[-1])
-        return report
 
     # -- public ----------------------------------------------------------------------------
 
@@ -414,6 +491,8 @@ class EmbeddedLake:
         self, *, seed: bool = True, progress: Callable[[str], None] = lambda _: None
     ) -> LakeStatus:
         """Start whatever is not running; build and seed the catalogue on first start.
+
+        Starts the supervisor unless it runs, and returns when every part is ready.
 
         Parameters
         ----------
@@ -429,147 +508,97 @@ class EmbeddedLake:
 
         """
         self.paths.make()
-        ports = self._ports()
-        server_port, storage_port = ports["server_port"], ports["storage_port"]
-        pki = ensure_pki(self.paths.pki)
-        idp_url = issuer_url(ports["idp_port"])
-        write_rucio_config(
-            self.paths,
-            server_port=server_port,
-            memcached_port=ports["memcached_port"],
-            broker_port=ports["broker_port"],
-            database_url=self.database_url,
-            idp_issuer=idp_url,
-        )
-        url = f"http://127.0.0.1:{server_port}"
-        progress("starting memcached")
-        self._start_memcached(ports["memcached_port"])
-        if not _alive(self._pid("broker")):
-            progress("starting the message broker (ActiveMQ) for Rucio's notifications")
-            try:
-                self._spawn("broker", broker.command(self.paths.root, ports["broker_port"]))
-            except broker.BrokerError as exc:
-                raise EmbeddedLakeError(str(exc)) from exc
-        if not _alive(self._pid("storage")):
-            progress("serving the storage elements over HTTP")
-            self._spawn(
-                "storage",
-                [
-                    sys.executable,
-                    "-m",
-                    "escape_portal.embedded.storage_http",
-                    str(self.paths.rse_root),
-                    str(storage_port),
-                ],
+        supervisor_log = self._log(SUPERVISOR)
+        offset = supervisor_log.stat().st_size if supervisor_log.exists() else 0
+        pid = self._pid(SUPERVISOR)
+        if not _alive(pid):
+            ports = self._ports()
+            ensure_pki(self.paths.pki)
+            write_rucio_config(
+                self.paths,
+                server_port=ports["server_port"],
+                memcached_port=ports["memcached_port"],
+                broker_port=ports["broker_port"],
+                database_url=self.database_url,
+                idp_issuer=issuer_url(ports["idp_port"]),
             )
-        if not _alive(self._pid("idp")):
-            progress("starting the OpenID Connect provider")
-            self._spawn(
-                "idp",
-                [
-                    sys.executable,
-                    "-m",
-                    "escape_portal.embedded.idp",
-                    str(self.paths.root),
-                    str(ports["idp_port"]),
-                ],
-            )
-        self._wait_for_http(
-            "idp", f"{idp_url}/.well-known/openid-configuration", verify=str(pki.ca_cert)
-        )
-        progress("serving the storage elements over root:// and davs:// (XRootD, tokens)")
-        took = self._start_xrootd(ports)
-        if took:
-            progress("XRootD answering after " + ", ".join(f"{n} {s} s" for n, s in took.items()))
-        first_start = not self.paths.seed_marker.exists()
-        if not first_start:  # the catalogue exists: check it while the server starts
-            progress("starting the Rucio server")
-            self._start_server(server_port)
-        if not _alive(self._pid("daemons")):
-            progress("building the catalogue" + (" and seeding sample data" if seed else ""))
-            report = self._bootstrap(
-                seed,
-                storage_port,
-                {e.rse: (e.root_port, e.https_port) for e in self._xrootd_endpoints(ports)},
-                idp_url,
-            )
-            if report.get("seed") and not report["seed"].get("skipped"):
-                progress(f"seeded in {report['seed']['total_s']} s")
-        if first_start:
-            progress("starting the Rucio server")
-            self._start_server(server_port)
-        version = self._wait_for_server(url)
-        progress(f"Rucio {version} answers on {url}")
-        self._wait_for_broker(ports["broker_port"])
-        if not _alive(self._pid("daemons")):
-            progress("starting Rucio's daemons")
-            self._spawn("daemons", [sys.executable, "-m", "escape_portal.embedded.daemons"])
-        if not _alive(self._pid("vo")):
-            progress("publishing the lake in the Virtual Observatory (TAP, SIA2, SCS, DataLink)")
-            self._spawn(
-                "vo",
-                [
-                    sys.executable,
-                    "-m",
-                    "escape_portal.vo_publish",
-                    *("--instance", "embedded", "--port", str(ports["vo_port"])),
-                    *("--state-dir", str(self.paths.root / "vo")),
-                ],
-            )
-        self._wait_for_http("vo", f"http://127.0.0.1:{ports['vo_port']}/tap/availability")
-        cric, perfsonar = write_feeds(self.paths, self.compute_site)
-        state = {
-            "data_dir": str(self.paths.root),
-            "cric_feed": str(cric),
-            "perfsonar_feed": str(perfsonar),
-            "rucio_host": url,
-            **ports,
-            "broker": f"stomp://127.0.0.1:{ports['broker_port']}",
-            "broker_destination": broker.DESTINATION,
-            "broker_vhost": broker.VIRTUAL_HOST,
-            "vo_url": f"http://127.0.0.1:{ports['vo_port']}",
-            "idp_url": idp_url,
-            "ca_cert": str(pki.ca_cert),
-            "storage_ca": str(self.paths.pki / "ca.pem"),
-            "xrootd": {
-                e.rse: {"root": e.root_url, "davs": "davs" + e.https_url[len("https") :]}
-                for e in self._xrootd_endpoints(ports)
-            },
-            "compute_site": self.compute_site.name,
-            "mounted_rse": self.compute_site.rse,
-            "mount_path": str(self.mount_path),
-            "pids": {c: self._pid(c) for c in COMPONENTS},
-            "started_at": time.time(),
-        }
-        tmp = self.paths.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(self.paths.state_file)
+            self._supervisor_file().unlink(missing_ok=True)
+            argv = _python(__name__, "run", self.paths.root, "--site", self.compute_site.name)
+            if not seed:
+                argv.append("--no-seed")
+            with supervisor_log.open("ab") as handle:
+                process = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                    env=self._env(),
+                    cwd=self.paths.root,
+                    start_new_session=True,
+                )
+            _CHILDREN[process.pid] = process
+            pid = process.pid
+            self._pid_file(SUPERVISOR).write_text(str(pid))
+        deadline = time.monotonic() + UP_TIMEOUT
+        while True:
+            offset = self._relay_progress(supervisor_log, offset, progress)
+            state = _read_json(self._supervisor_file())
+            if state.get("state") == "ready":
+                break
+            if state.get("state") == "failed":
+                raise EmbeddedLakeError(str(state.get("error")))
+            if not _alive(pid):
+                raise EmbeddedLakeError(
+                    f"The lake's supervisor exited; see {supervisor_log}:\n" + _tail(supervisor_log)
+                )
+            if time.monotonic() > deadline:
+                raise EmbeddedLakeError(
+                    f"The lake did not start within {UP_TIMEOUT:.0f} s; see {supervisor_log}"
+                )
+            time.sleep(0.2)
+        self._relay_progress(supervisor_log, offset, progress)
         return self.status()
 
+    @staticmethod
+    def _relay_progress(log_file: Path, offset: int, progress: Callable[[str], None]) -> int:
+        """Pass the supervisor's ``progress:`` lines written since ``offset`` on."""
+        try:
+            with log_file.open("rb") as handle:
+                handle.seek(offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return offset
+        complete = data[: data.rfind(b"\n") + 1]
+        for line in complete.decode(errors="replace").splitlines():
+            if " progress: " in line:
+                progress(line.split(" progress: ", 1)[1])
+        return offset + len(complete)
+
     def down(self, timeout: float = 15.0) -> list[str]:
-        """Stop every process ``up`` started (SIGTERM, then SIGKILL); return their names."""
-        stopped = []
-        for component in reversed(COMPONENTS):
-            pid = self._pid(component)
-            if _alive(pid):
-                assert pid is not None
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGTERM)
-                deadline = time.monotonic() + timeout
-                while _alive(pid) and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                    with contextlib.suppress(ChildProcessError):
-                        os.waitpid(pid, os.WNOHANG)
-                if _alive(pid):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(pid, signal.SIGKILL)
-                stopped.append(component)
-            if pid in _CHILDREN:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    _CHILDREN.pop(pid).wait(timeout=5)
+        """Stop the supervisor and every part (SIGTERM, then SIGKILL); return their names."""
+        running = [c for c in COMPONENTS if _alive(self._pid(c))]
+        pid = self._pid(SUPERVISOR)
+        if _alive(pid):
+            assert pid is not None
+            child = _CHILDREN.get(pid)
+
+            def reap() -> None:
+                if child is not None:
+                    child.poll()
+
+            # The supervisor stops the parts within ``timeout`` each.
+            _stop_group(pid, timeout * (len(COMPONENTS) + 1), reap)
+            running.append(SUPERVISOR)
+        _CHILDREN.pop(pid or 0, None)
+        for component in reversed(COMPONENTS):  # what a dead supervisor left
+            part_pid = self._pid(component)
+            if part_pid and (_alive(part_pid) or _group_alive(part_pid)):
+                _stop_group(part_pid, timeout)
             self._pid_file(component).unlink(missing_ok=True)
+        self._pid_file(SUPERVISOR).unlink(missing_ok=True)
+        self._supervisor_file().unlink(missing_ok=True)
         self.paths.state_file.unlink(missing_ok=True)
-        return stopped
+        return running
 
     def status(self) -> LakeStatus:
         """What runs where, and whether the server answers."""
@@ -577,7 +606,7 @@ class EmbeddedLake:
         url = state.get("rucio_host")
         components = [
             ComponentStatus(c, self._pid(c), _alive(self._pid(c)), str(self._log(c)))
-            for c in COMPONENTS
+            for c in (*COMPONENTS, SUPERVISOR)
         ]
         seeded = None
         if self.paths.seed_marker.exists():
@@ -594,6 +623,13 @@ class EmbeddedLake:
         )
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+    return {}
+
+
 def _ping(url: str) -> str | None:
     try:
         response = requests.get(f"{url}/ping", timeout=2)
@@ -602,3 +638,298 @@ def _ping(url: str) -> str | None:
     except (requests.RequestException, ValueError, KeyError):
         return None
     return None
+
+
+# -- the supervising process --------------------------------------------------------------
+
+
+@dataclass
+class _Child:
+    part: Component
+    pid: int
+    process: subprocess.Popen[bytes] | None  # None: adopted from an earlier supervisor
+    started: float
+    restarts: int = 0
+    delay: float = RESTART_DELAY
+
+    def dead(self) -> bool:
+        if self.process is not None:
+            return self.process.poll() is not None
+        return not _alive(self.pid)
+
+
+class Supervisor:
+    """Owns the parts of one lake: starts them, restarts any that dies, stops them all.
+
+    Parameters
+    ----------
+    lake
+        The lake (its ports are those ``up`` saved).
+    seed
+        Seed the sample data on first start.
+    """
+
+    def __init__(self, lake: EmbeddedLake, *, seed: bool = True) -> None:
+        self.lake = lake
+        self.paths = lake.paths
+        self.seed = seed
+        self.run = Run(self.paths, lake.saved_ports())
+        self.children: dict[str, _Child] = {}
+        self.stopping = False
+
+    def _spawn(self, part: Component) -> _Child:
+        log_file = self.lake._log(part.name).open("ab")
+        env = self.lake._env() | part.env(self.run)
+        try:
+            if part.start is not None:
+                process = part.start(self.run, log_file)
+            else:
+                process = subprocess.Popen(
+                    part.argv(self.run),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=self.paths.root,
+                    start_new_session=True,
+                )
+        finally:
+            log_file.close()
+        self.lake._pid_file(part.name).write_text(str(process.pid))
+        child = _Child(part, process.pid, process, time.monotonic())
+        self.children[part.name] = child
+        return child
+
+    def _wait_ready(self, child: _Child) -> None:
+        deadline = time.monotonic() + child.part.ready_timeout
+        while not self.stopping:
+            if child.dead():
+                raise EmbeddedLakeError(
+                    f"The {child.part.name} process exited at start; see "
+                    f"{self.lake._log(child.part.name)}:\n" + _tail(self.lake._log(child.part.name))
+                )
+            if child.part.ready(self.run):
+                return
+            if time.monotonic() > deadline:
+                raise EmbeddedLakeError(
+                    f"The {child.part.name} process was not ready within "
+                    f"{child.part.ready_timeout:.0f} s; see {self.lake._log(child.part.name)}"
+                )
+            time.sleep(0.1)
+
+    def _spawn_all(self, parts: list[Component]) -> list[_Child]:
+        """Start (or adopt, if already running) ``parts``; return those started."""
+        started = []
+        for part in parts:
+            pid = self.lake._pid(part.name)
+            if part.name in self.children or self.stopping:
+                continue
+            if _alive(pid):
+                assert pid is not None
+                self.children[part.name] = _Child(part, pid, None, time.monotonic())
+                continue
+            if part.starting:
+                log.info("progress: %s", part.starting)
+            started.append(self._spawn(part))
+        return started
+
+    def _bootstrap(self) -> None:
+        argv = _python(
+            "escape_portal.embedded.bootstrap",
+            self.paths.root,
+            "--storage-port",
+            self.run.ports["storage_port"],
+            "--xrootd-ports",
+            json.dumps(
+                {
+                    rse: [self.run.ports[key] for key in xrootd.port_keys(rse)]
+                    for rse in xrootd.XROOTD_RSES
+                }
+            ),
+            "--idp-issuer",
+            self.run.idp_issuer,
+        )
+        if self.seed:
+            argv.append("--seed")
+        log.info("progress: building the catalogue%s", " and seeding sample data" * self.seed)
+        bootstrap_log = self.lake._log("bootstrap")
+        with bootstrap_log.open("ab") as handle:
+            result = subprocess.run(
+                argv, stdout=subprocess.PIPE, stderr=handle, env=self.lake._env(), check=False
+            )
+        if result.returncode != 0:
+            raise EmbeddedLakeError(
+                f"Building the catalogue failed; see {bootstrap_log}:\n{_tail(bootstrap_log)}"
+            )
+        report = json.loads(result.stdout.decode().strip().splitlines()[-1])
+        if report.get("seed") and not report["seed"].get("skipped"):
+            log.info("progress: seeded in %s s", report["seed"]["total_s"])
+
+    def _write_state(self) -> None:
+        ports = self.run.ports
+        cric, perfsonar = write_feeds(self.paths, self.lake.compute_site)
+        url = self.run.url("server_port")
+        state = {
+            "data_dir": str(self.paths.root),
+            "cric_feed": str(cric),
+            "perfsonar_feed": str(perfsonar),
+            "rucio_host": url,
+            **ports,
+            "broker": f"stomp://127.0.0.1:{ports['broker_port']}",
+            "broker_destination": broker.DESTINATION,
+            "broker_vhost": broker.VIRTUAL_HOST,
+            "vo_url": self.run.url("vo_port"),
+            "idp_url": self.run.idp_issuer,
+            "ca_cert": str(self.run.ca),
+            "storage_ca": str(self.run.ca),
+            "xrootd": {
+                rse: {
+                    "root": (endpoint := self.run.xrootd_endpoint(rse)).root_url,
+                    "davs": "davs" + endpoint.https_url[len("https") :],
+                }
+                for rse in xrootd.XROOTD_RSES
+            },
+            "compute_site": self.lake.compute_site.name,
+            "mounted_rse": self.lake.compute_site.rse,
+            "mount_path": str(self.lake.mount_path),
+            "pids": {c: self.lake._pid(c) for c in COMPONENTS},
+            "supervisor_pid": os.getpid(),
+            "started_at": time.time(),
+        }
+        _write_json(self.paths.state_file, state)
+
+    def start(self) -> None:
+        """Start every part; the catalogue is built (and seeded) first where needed.
+
+        On a first start the parts that need the catalogue wait for it; later, the ones
+        that only read it (``needs_catalogue``) start while it is checked, and the
+        daemons (``after_bootstrap``) after.
+        """
+        started = self._spawn_all([p for p in PARTS if not p.needs_catalogue])
+        for child in started:
+            self._wait_ready(child)
+        first_start = not self.paths.seed_marker.exists()
+        if not first_start:
+            started = self._spawn_all([p for p in PARTS if not p.after_bootstrap])
+        if not _alive(self.lake._pid("daemons")):
+            self._bootstrap()
+        started += self._spawn_all(list(PARTS))
+        for child in started:
+            self._wait_ready(child)
+        log.info(
+            "progress: Rucio %s answers on %s",
+            _ping(self.run.url("server_port")),
+            self.run.url("server_port"),
+        )
+        self._write_state()
+
+    def _restart(self, child: _Child) -> None:
+        name = child.part.name
+        lived = time.monotonic() - child.started
+        code = child.process.returncode if child.process is not None else None
+        log.warning(
+            "%s (pid %d) died after %.0f s (exit %s); restarting it in %.1f s",
+            name,
+            child.pid,
+            lived,
+            code,
+            child.delay if lived < STABLE_AFTER else RESTART_DELAY,
+        )
+        # What it left behind in its process group (gunicorn's workers) holds its port.
+        _stop_group(child.pid, 2.0)
+        delay = child.delay if lived < STABLE_AFTER else RESTART_DELAY
+        deadline = time.monotonic() + delay
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self.stopping:
+            return
+        began = time.monotonic()
+        new = self._spawn(child.part)
+        new.restarts = child.restarts + 1
+        new.delay = min(RESTART_DELAY_MAX, delay * 2)
+        try:
+            self._wait_ready(new)
+        except EmbeddedLakeError as exc:
+            log.error("%s did not come back: %s", name, str(exc).splitlines()[0])
+            return
+        log.info(
+            "%s restarted as pid %d on %s, ready %.1f s after its restart",
+            name,
+            new.pid,
+            ", ".join(f"{k} {self.run.ports[k]}" for k in child.part.ports) or "no port",
+            time.monotonic() - began,
+        )
+        self._write_state()
+
+    def watch(self) -> None:
+        """Restart any part that dies, until asked to stop."""
+        while not self.stopping:
+            for child in list(self.children.values()):
+                if not self.stopping and child.dead():
+                    self._restart(child)
+            time.sleep(WATCH_INTERVAL)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop every part by process group: all asked at once, SIGKILL after ``timeout``."""
+        children = [self.children.pop(n) for n in reversed(COMPONENTS) if n in self.children]
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in children:
+            while (not child.dead() or _group_alive(child.pid)) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.dead()  # reaps it
+            self.lake._pid_file(child.part.name).unlink(missing_ok=True)
+            log.info("stopped %s (pid %d)", child.part.name, child.pid)
+
+
+def run(data_dir: Path, *, seed: bool, compute_site: str) -> int:
+    """The supervising process: start the lake, keep it up until SIGTERM/SIGINT."""
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s supervisor %(message)s"
+    )
+    lake = EmbeddedLake(data_dir, compute_site=compute_site)
+    supervisor = Supervisor(lake, seed=seed)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        supervisor.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    status = lake._supervisor_file()
+    try:
+        supervisor.start()
+    except EmbeddedLakeError as exc:
+        log.error("%s", exc)
+        _write_json(status, {"state": "failed", "error": str(exc)})
+        supervisor.stop()
+        return 1
+    if not supervisor.stopping:
+        _write_json(status, {"state": "ready", "pid": os.getpid()})
+        log.info("lake ready; watching %d parts", len(supervisor.children))
+        supervisor.watch()
+    supervisor.stop()
+    status.unlink(missing_ok=True)
+    log.info("stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m escape_portal.embedded.supervisor run DATA_DIR [--no-seed] [--site S]``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) < 2 or args[0] != "run":
+        print(
+            "usage: python -m escape_portal.embedded.supervisor run DATA_DIR "
+            "[--no-seed] [--site SITE]",
+            file=sys.stderr,
+        )
+        return 2
+    site = args[args.index("--site") + 1] if "--site" in args else DEFAULT_COMPUTE_SITE
+    return run(Path(args[1]), seed="--no-seed" not in args, compute_site=site)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

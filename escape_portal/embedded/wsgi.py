@@ -4,8 +4,10 @@ Rucio's own application, with the SQLite adaptations of
 :mod:`escape_portal.embedded.sqlite_compat` applied before it is imported.
 """
 
+from escape_portal.embedded.rucio_cache import reconnect_to_memcached
 from escape_portal.embedded.sqlite_compat import cap_or_chains, immediate_write_sessions
 
+reconnect_to_memcached()  # before Rucio's modules make their cache regions
 immediate_write_sessions()
 cap_or_chains()
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from typing import Any
 import requests
 from rucio.client import Client
 from rucio.client.baseclient import BaseClient
+from rucio.common.exception import ServerConnectionException
 
 from escape_portal.config import LakeConfig
 from escape_portal.errors import AuthenticationFailed, LakeUnavailable, TokenExpired
@@ -182,6 +185,46 @@ class TokenSource:
 
 
 _LOCKED_RETRIES = 6
+#: Rucio's client logs every refused connection as a raw ``ERROR ConnectionError: ...``
+#: line; the portal says what happened in its own words instead (see :class:`Unavailable`).
+_RUCIO_CLIENT_LOG = logging.getLogger("escape_portal.lake.rucio_client")
+_RUCIO_CLIENT_LOG.addHandler(logging.NullHandler())
+_RUCIO_CLIENT_LOG.propagate = False
+#: Lakes (``rucio_host``) that answered in this process: a call that meets one of them
+#: dead waits for it to come back; one never reached fails at once (a wrong URL, a lake
+#: never started).
+_ANSWERED: set[str] = set()
+_ANSWERED_LOCK = threading.Lock()
+#: First and longest pause between two attempts to reach a lake that went away.
+RETRY_FIRST, RETRY_MAX = 0.25, 4.0
+
+
+def waiting_message(rucio_host: str) -> str:
+    """What a user reads while the lake at ``rucio_host`` does not answer."""
+    return f"The lake at {rucio_host} does not answer; waiting for it to come back\u2026"
+
+
+def _gone(exc: BaseException) -> bool:
+    """Whether ``exc`` says nothing listens there (refused) or the server went (reset)."""
+    if isinstance(exc, ServerConnectionException):  # Rucio's, once its own retries ran out
+        return True
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):  # died mid-answer
+        return True
+    return isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.Timeout)
+
+
+def _is_read(method: Any, kwargs: dict[str, Any]) -> bool:
+    """Whether a request only reads, so that sending it again is harmless.
+
+    Rucio streams GETs and its two listing POSTs (replicas, DIDs' metadata).
+    """
+    return getattr(method, "value", method) == "GET" or bool(kwargs.get("stream"))
+
+
+def lake_answered(rucio_host: str) -> None:
+    """Note that the lake at ``rucio_host`` answered: calls then wait for it if it goes."""
+    with _ANSWERED_LOCK:
+        _ANSWERED.add(rucio_host)
 
 
 class PortalClient(Client):  # type: ignore[misc]
@@ -193,14 +236,57 @@ class PortalClient(Client):  # type: ignore[misc]
     """
 
     def __init__(
-        self, *, token_source: TokenSource | None, portal_config: LakeConfig, **kwargs: Any
+        self,
+        *,
+        token_source: TokenSource | None,
+        portal_config: LakeConfig,
+        retry_for: float = 30.0,
+        on_waiting: Callable[[str | None], None] | None = None,
+        **kwargs: Any,
     ) -> None:
         self._token_source = token_source
         self._portal_config = portal_config
         self._memory_token: str | None = None
-        super().__init__(**kwargs)
+        #: Seconds a call keeps trying a lake that answered before and went away.
+        self.retry_for = retry_for
+        #: Called with :func:`waiting_message` when a call starts waiting for the lake,
+        #: and with ``None`` when it answers again.
+        self.on_waiting = on_waiting
+        super().__init__(logger=_RUCIO_CLIENT_LOG, **kwargs)
 
     def _send_request(self, url: str, method: Any, *args: Any, **kwargs: Any) -> Any:
+        """Rucio's request, sent again while a lake that answered before is away.
+
+        Connection refused or reset by a lake that answered in this process (its server
+        is being restarted on the same port) is retried with backoff for ``retry_for``
+        seconds, as is a read whose answer was cut off; a lake never reached fails at once.
+        """
+        deadline = time.monotonic() + self.retry_for
+        pause = RETRY_FIRST
+        waiting = False
+        while True:
+            try:
+                result = self._send_unlocked(url, method, *args, **kwargs)
+                if _is_read(method, kwargs):
+                    # Read the body here: a server killed mid-answer is then retried too.
+                    result.content  # noqa: B018
+            except (requests.RequestException, ServerConnectionException) as exc:
+                with _ANSWERED_LOCK:
+                    known = self.host in _ANSWERED
+                if not (_gone(exc) and known) or time.monotonic() + pause > deadline:
+                    raise
+                if not waiting and self.on_waiting is not None:
+                    self.on_waiting(waiting_message(self.host))
+                waiting = True
+                time.sleep(pause)
+                pause = min(RETRY_MAX, pause * 2)
+                continue
+            lake_answered(self.host)
+            if waiting and self.on_waiting is not None:
+                self.on_waiting(None)
+            return result
+
+    def _send_unlocked(self, url: str, method: Any, *args: Any, **kwargs: Any) -> Any:
         """Rucio's request, retried while a SQLite-backed server answers "database is locked".
 
         Rucio on SQLite (the embedded lake) fails a transaction at once, rolled back, when
@@ -280,8 +366,15 @@ def token_account(config: LakeConfig, token: str) -> str:
     )
 
 
-def make_client(config: LakeConfig) -> PortalClient:
-    """A Rucio client for ``config``; authenticates at once (errors are Rucio's)."""
+def make_client(
+    config: LakeConfig, on_waiting: Callable[[str | None], None] | None = None
+) -> PortalClient:
+    """A Rucio client for ``config``; authenticates at once (errors are Rucio's).
+
+    ``on_waiting`` is called with a message in the user's words when a call starts
+    waiting for a lake that went away (see :class:`PortalClient`), and with ``None`` when
+    it answers again.
+    """
     creds: dict[str, Any] = {}
     token_source = None
     account = config.account
@@ -306,6 +399,8 @@ def make_client(config: LakeConfig) -> PortalClient:
     return PortalClient(
         token_source=token_source,
         portal_config=config,
+        retry_for=config.timeout,
+        on_waiting=on_waiting,
         rucio_host=config.rucio_host,
         auth_host=config.auth_host,
         account=account,

@@ -23,7 +23,7 @@ from rucio.common import exception as rx
 
 from escape_portal import errors
 from escape_portal.config import LakeConfig, select_instance
-from escape_portal.lake.auth import PortalClient, jwt_expiry, make_client
+from escape_portal.lake.auth import PortalClient, jwt_expiry, lake_answered, make_client
 from escape_portal.lake.models import (
     DID,
     DatasetReplica,
@@ -164,6 +164,10 @@ class Lake:
         self._protocols: dict[str, list[dict[str, Any]]] | None = None
         self._scopes: set[str] | None = None
         self._expressions: dict[str, frozenset[str]] = {}
+        #: Called with a message in the user's words when a call starts waiting for the
+        #: lake to come back (its server went away; calls retry for ``config.timeout`` s),
+        #: and with ``None`` once it answers again.
+        self.on_waiting: Callable[[str | None], None] | None = None
 
     @classmethod
     def from_instance(cls, name: str | None = None) -> Lake:
@@ -184,8 +188,12 @@ class Lake:
         """The underlying Rucio client (authenticated on first use)."""
         if self._client is None:
             with self._calling(f"authenticating to {self.config.rucio_host}"):
-                self._client = make_client(self.config)
+                self._client = make_client(self.config, on_waiting=self._waiting)
         return self._client
+
+    def _waiting(self, message: str | None) -> None:
+        if self.on_waiting is not None:
+            self.on_waiting(message)
 
     def _stream(self, what: str, produce: Callable[[], Iterable[T]]) -> Iterator[T]:
         """Iterate a server stream, mapping errors raised at any step."""
@@ -225,7 +233,9 @@ class Lake:
                 verify=self.config.ca_cert or True,
             )
             response.raise_for_status()
-            return str(response.json()["version"])
+            version = str(response.json()["version"])
+        lake_answered(self.config.rucio_host)  # later calls wait for it if it goes away
+        return version
 
     # -- browse and search ----------------------------------------------------------------
 

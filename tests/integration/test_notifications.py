@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from escape_portal.config import LakeConfig
+from escape_portal.embedded import broker
 from escape_portal.embedded.supervisor import EmbeddedLake
 from escape_portal.events import ProgressEvent, Watch
 from escape_portal.lake import DID, Lake
@@ -107,9 +108,17 @@ def test_a_new_subscription_receives_after_the_broker_died_and_came_back(
         time.sleep(0.1)
     assert _dead(pid)
     port = json.loads(embedded_lake.paths.state_file.read_text())["broker_port"]
-    embedded_lake.up()  # starts what is not running: the broker, on its saved port
-    new_pid = next(c.pid for c in embedded_lake.status().components if c.name == "broker")
+    # The lake's supervisor starts the broker again, on its saved port.
+    creds = broker.credentials(embedded_lake.paths.root)
+    deadline = time.monotonic() + 90
+    new_pid = None
+    while time.monotonic() < deadline:
+        new_pid = next(c.pid for c in embedded_lake.status().components if c.name == "broker")
+        if new_pid and new_pid != pid and broker.stomp_connect(port, creds) == "CONNECTED":
+            break
+        time.sleep(0.3)
     assert new_pid and new_pid != pid
+    assert broker.stomp_connect(port, creds) == "CONNECTED"
     # Hermes, still running, knows the broker by that port only.
     assert json.loads(embedded_lake.paths.state_file.read_text())["broker_port"] == port
     got: list[Notification] = []
