@@ -133,16 +133,20 @@ def live_server(
 
 
 def fuzz_description(vo_url: str | None) -> dict[str, Any]:
-    """The API's description, with every URL the server would fetch kept on loopback."""
+    """The API's description, with every URL the server would fetch kept on loopback.
+
+    Only the requests are restricted: the answers are checked against the description as
+    it is. A search may name a service where nothing listens (the search answers 200 with
+    that service's error); DataLink is asked the lake's own endpoint only, since a 503 is
+    the right answer for one that cannot be reached.
+    """
     spec: dict[str, Any] = copy.deepcopy(yaml.safe_load(SPEC_PATH.read_text()))
-    services = [f"{UNREACHABLE}/tap"] + ([f"{vo_url.rstrip('/')}/tap"] if vo_url else [])
-    spec["components"]["schemas"]["Service"]["properties"]["url"] = {
-        "type": "string",
-        "enum": services,
-    }
-    links = [f"{UNREACHABLE}/datalink?ID=x"]
-    if vo_url:
-        links.append(f"{vo_url.rstrip('/')}/datalink?ID=ivo%3A%2F%2Fnot.there%3Fx")
+    schemas = spec["components"]["schemas"]
+    vo = vo_url.rstrip("/") if vo_url else UNREACHABLE
+    service = copy.deepcopy(schemas["Service"])
+    service["properties"]["url"] = {"enum": [f"{UNREACHABLE}/tap", f"{vo}/tap"]}
+    schemas["SearchRequest"]["properties"]["services"]["items"] = service
+    links = [f"{vo}/datalink/links?ID=ivo%3A%2F%2Fnot.there%3Fx", f"{vo}/datalink/links"]
     for parameter in spec["paths"]["/vo/datalinks"]["get"]["parameters"]:
         if parameter["name"] == "url":
             parameter["schema"] = {"type": "string", "enum": links}
