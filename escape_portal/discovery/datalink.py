@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 import requests
 
 from escape_portal.discovery.session import VOSession, describe_failure
-from escape_portal.errors import InvalidRequest, ServiceUnavailable
+from escape_portal.errors import InvalidRequest, NotFound, ServiceUnavailable
 
 DATALINK_FORMAT = "content=datalink"
 
@@ -113,7 +113,9 @@ def datalinks(
     Raises
     ------
     InvalidRequest
-        The row has no access URL.
+        The row has no access URL, or the service refused the URL as malformed.
+    NotFound
+        The service has no document at that URL.
     ServiceUnavailable
         The DataLink service could not be reached, did not answer in time, or did not
         answer a DataLink document.
@@ -162,6 +164,17 @@ def datalinks(
         state, message = describe_failure(own, exc)
         if state == "timeout":
             message = f"no answer within {timeout:g} s"
+        # The service answered that this URL is wrong: asking again will not help.
+        if own.last_status in (404, 410):
+            raise NotFound(
+                f"The DataLink service at {target} has no such document: {message}.",
+                "Use a row's access_url as the search answered it.",
+            ) from None
+        if own.last_status in (400, 405, 414, 422):
+            raise InvalidRequest(
+                f"The DataLink service at {target} refused the request: {message}.",
+                "Use a row's access_url as the search answered it (with its ID=...).",
+            ) from None
         raise ServiceUnavailable(
             f"The DataLink service at {target} could not be used: {message}.",
             "Try again later; the row's access_url may still give the dataset itself.",

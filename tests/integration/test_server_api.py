@@ -315,3 +315,19 @@ async def test_bad_bodies_are_400s(jp_fetch: Fetch) -> None:
         code, answer = await post_json(jp_fetch, path, body)
         assert code == 400, (path, body, answer)
         assert answer["error"]["message"], answer
+
+
+async def test_a_datalink_url_the_service_refuses_is_a_400_not_a_503(
+    jp_fetch: Fetch, lake_config: LakeConfig
+) -> None:
+    # Found by the API fuzz (test_api_fuzz.py): the lake's DataLink service answers 400
+    # to a URL without ID=, which was reported as "unavailable, try again later".
+    status, body = await get_json(
+        jp_fetch, "vo/datalinks", url=f"{lake_config.vo_url}/datalink/links"
+    )
+    assert status == 400, body
+    assert body["error"]["type"] == "InvalidRequest"
+    assert "refused" in body["error"]["message"] and "ID" in body["error"]["message"]
+    # A service that cannot be reached is still a 503.
+    status, body = await get_json(jp_fetch, "vo/datalinks", url="http://127.0.0.1:9/links?ID=x")
+    assert status == 503 and body["error"]["type"] == "ServiceUnavailable", body

@@ -80,3 +80,47 @@ def test_tornado_patterns_are_built_from_the_templates() -> None:
     match = re.fullmatch(contents, f"{API_PREFIX}/dids/cta/crab-2024.dl3/contents")
     assert match and match.groupdict() == {"scope": "cta", "name": "crab-2024.dl3"}
     assert re.fullmatch(contents, f"{API_PREFIX}/dids/cta/a/b/contents") is None
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    """A JSON Schema 2020-12 validator of ``schema`` whose ``$ref``s resolve in the spec."""
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator({**schema, "components": _spec()["components"]})
+
+
+def _one_ofs(node: Any, where: str = "") -> list[tuple[str, list[Any]]]:
+    found = []
+    if isinstance(node, dict):
+        if "oneOf" in node:
+            found.append((where, node["oneOf"]))
+        for key, value in node.items():
+            found += _one_ofs(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _one_ofs(value, f"{where}/{i}")
+    return found
+
+
+def test_a_contents_item_matches_exactly_one_schema_of_its_one_of() -> None:
+    # A dataset's files and a container's children: each must match one branch only,
+    # else a client (or schemathesis) cannot tell which it is.
+    schema = _spec()["paths"]["/dids/{scope}/{name}/contents"]["get"]["responses"]["200"]
+    items = schema["content"]["application/json"]["schema"]["allOf"][1]["properties"]["items"]
+    validator = _validator(items)
+    file = {"scope": "cta", "name": "f.fits", "type": "file", "bytes": 10, "adler32": None}
+    dataset = {"scope": "cta", "name": "d", "type": "dataset", "bytes": None, "length": 3}
+    container = {"scope": "cta", "name": "c", "type": "container"}
+    assert not list(validator.iter_errors([file, dataset, container]))
+    for ambiguous in ({**file, "type": None}, {**dataset, "type": "file"}):
+        assert list(validator.iter_errors([ambiguous])), ambiguous
+
+
+def test_every_one_of_is_listed_and_reviewed() -> None:
+    # A new oneOf must have branches that exclude each other: add it here once checked.
+    assert {where for where, _ in _one_ofs(_spec())} == {
+        "/paths//dids/{scope}/{name}/contents/get/responses/200/content"
+        "/application/json/schema/allOf/1/properties/items/items",
+        "/components/schemas/AvailabilityRequest/properties/rule",  # Rule | null
+        "/components/schemas/SearchRequest/properties/time",  # array | number or string
+    }
