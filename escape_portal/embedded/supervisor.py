@@ -29,7 +29,7 @@ from typing import Any
 
 import requests
 
-from escape_portal.embedded import broker
+from escape_portal.embedded import broker, database
 from escape_portal.embedded.feeds import write_feeds
 from escape_portal.embedded.layout import (
     LakePaths,
@@ -141,6 +141,10 @@ class EmbeddedLake:
     database_url
         SQLAlchemy URL of the catalogue (default: SQLite in the data directory), e.g.
         ``postgresql+psycopg://rucio:secret@127.0.0.1/rucio``.
+    database
+        Without ``database_url``: ``sqlite`` or ``postgresql`` (a cluster of the lake's
+        own, see :mod:`escape_portal.embedded.database`); ``None``: the data directory's
+        last choice, else SQLite.
     compute_site
         The site whose storage is mounted into the notebook's compute.
 
@@ -152,11 +156,13 @@ class EmbeddedLake:
         *,
         port: int | None = None,
         database_url: str | None = None,
+        database: str | None = None,
         compute_site: str = DEFAULT_COMPUTE_SITE,
     ) -> None:
         self.paths = LakePaths(Path(data_dir).resolve() if data_dir else default_data_dir())
         self.port = port
         self.database_url = database_url
+        self.database = database
         self.compute_site = site_by_name(compute_site)
 
     # -- state -----------------------------------------------------------------------------
@@ -348,6 +354,29 @@ class EmbeddedLake:
         report: dict[str, Any] = json.loads(result.stdout.decode().strip().splitlines()[-1])
         return report
 
+    def _start_database(self, progress: Callable[[str], None]) -> str | None:
+        """Start the lake's PostgreSQL if this data directory uses it; its URL (else None)."""
+        if self.database_url:
+            return self.database_url
+        try:
+            if database.choose(self.paths, self.database) != database.POSTGRESQL:
+                return None
+            log = self._log("database")
+            if not _alive(self._pid("database")):
+                progress("starting the catalogue's database (PostgreSQL)")
+                database.ensure_cluster(self.paths, log)
+                self._spawn("database", database.command(self.paths))
+            database.wait_until_ready(self.paths, lambda: _alive(self._pid("database")), log)
+        except database.DatabaseError as exc:
+            raise EmbeddedLakeError(f"{exc}\n{_tail(self._log('database'))}") from exc
+        return database.url(self.paths)
+
+    def _components(self) -> tuple[str, ...]:
+        """The parts of this lake: the database (first) only if it is the lake's own."""
+        if self.database_url or database.remembered(self.paths) != database.POSTGRESQL:
+            return COMPONENTS
+        return ("database", *COMPONENTS)
+
     # -- public ----------------------------------------------------------------------------
 
     def up(
@@ -373,12 +402,13 @@ class EmbeddedLake:
         server_port, storage_port = ports["server_port"], ports["storage_port"]
         pki = ensure_pki(self.paths.pki)
         idp_url = issuer_url(ports["idp_port"])
+        database_url = self._start_database(progress)
         write_rucio_config(
             self.paths,
             server_port=server_port,
             memcached_port=ports["memcached_port"],
             broker_port=ports["broker_port"],
-            database_url=self.database_url,
+            database_url=database_url,
             idp_issuer=idp_url,
         )
         url = f"http://127.0.0.1:{server_port}"
@@ -464,7 +494,7 @@ class EmbeddedLake:
             "compute_site": self.compute_site.name,
             "mounted_rse": self.compute_site.rse,
             "mount_path": str(self.mount_path),
-            "pids": {c: self._pid(c) for c in COMPONENTS},
+            "pids": {c: self._pid(c) for c in self._components()},
             "started_at": time.time(),
         }
         tmp = self.paths.state_file.with_suffix(".tmp")
@@ -475,7 +505,7 @@ class EmbeddedLake:
     def down(self, timeout: float = 15.0) -> list[str]:
         """Stop every process ``up`` started (SIGTERM, then SIGKILL); return their names."""
         stopped = []
-        for component in reversed(COMPONENTS):
+        for component in reversed(("database", *COMPONENTS)):
             pid = self._pid(component)
             if _alive(pid):
                 assert pid is not None
@@ -503,7 +533,7 @@ class EmbeddedLake:
         url = state.get("rucio_host")
         components = [
             ComponentStatus(c, self._pid(c), _alive(self._pid(c)), str(self._log(c)))
-            for c in COMPONENTS
+            for c in self._components()
         ]
         seeded = None
         if self.paths.seed_marker.exists():
