@@ -876,7 +876,8 @@ def build_parser() -> argparse.ArgumentParser:
     lake.add_argument(
         "--database",
         choices=["sqlite", "postgresql"],
-        help="the catalogue's database, remembered per data directory (default: sqlite)",
+        help="the catalogue's database, remembered per data directory "
+        "(default: postgresql if installed, else sqlite)",
     )
     lake.add_argument("--no-seed", action="store_true", help="do not write sample data")
     lake.set_defaults(func=cmd_lake)

@@ -1,7 +1,9 @@
 """The embedded lake's catalogue database: SQLite (a file) or a private PostgreSQL cluster.
 
 The choice is made by ``escape-portal lake up --database sqlite|postgresql`` and remembered
-in ``DATA_DIR/db/database.json``, so later starts of the same data directory keep it.
+in ``DATA_DIR/db/database.json``, so later starts of the same data directory keep it. A
+new data directory gets PostgreSQL when it is installed and its user can reach the
+folder, else SQLite; a data directory seeded before the choice existed stays SQLite.
 
 PostgreSQL runs as one part of the lake (process ``database``), from the Debian
 binaries (``/usr/lib/postgresql/<version>/bin``):
@@ -38,8 +40,9 @@ from escape_portal.embedded.layout import LakePaths
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
 CHOICES = (SQLITE, POSTGRESQL)
-#: The catalogue of a new data directory.
-DEFAULT = SQLITE
+#: The catalogue of a new data directory, when PostgreSQL is installed and can reach it
+#: (measured faster, and Rucio runs on it unpatched: docs/embedded-lake.md); else SQLite.
+DEFAULT = POSTGRESQL
 #: Debian's unprivileged PostgreSQL user; the cluster's owner when the lake runs as root.
 SYSTEM_USER = "postgres"
 ROLE = "rucio"
@@ -76,7 +79,9 @@ class DatabaseError(RuntimeError):
     """The catalogue's database cannot be made or started; the message says what to do."""
 
 
-def choose(paths: LakePaths, requested: str | None) -> str:
+def choose(
+    paths: LakePaths, requested: str | None, note: Callable[[str], None] = lambda _: None
+) -> str:
     """The catalogue database of this data directory; remember a new choice.
 
     Parameters
@@ -85,7 +90,9 @@ def choose(paths: LakePaths, requested: str | None) -> str:
         The lake's layout.
     requested
         ``sqlite``, ``postgresql`` or ``None`` (keep the remembered one, else
-        :data:`DEFAULT`).
+        :data:`DEFAULT` if it is usable here, else SQLite).
+    note
+        Told why a new data directory falls back to SQLite.
 
     Raises
     ------
@@ -104,15 +111,30 @@ def choose(paths: LakePaths, requested: str | None) -> str:
             "choose another data directory (--data-dir) or delete this one."
         )
     chosen = requested or remembered or DEFAULT
+    if chosen == POSTGRESQL and not requested and not remembered:
+        reason = unusable_reason(paths)
+        if reason:
+            note(f"catalogue in SQLite: {reason}")
+            chosen = SQLITE
     if chosen != remembered:
         paths.db.parent.mkdir(parents=True, exist_ok=True)
         _choice_file(paths).write_text(json.dumps({"database": chosen}) + "\n")
     return chosen
 
 
-def remembered(paths: LakePaths) -> str:
-    """The data directory's catalogue database (:data:`DEFAULT` if none was chosen yet)."""
-    return _remembered(paths) or DEFAULT
+def remembered(paths: LakePaths) -> str | None:
+    """The data directory's catalogue database (``None`` if none was chosen yet)."""
+    return _remembered(paths)
+
+
+def unusable_reason(paths: LakePaths) -> str | None:
+    """Why PostgreSQL cannot hold this data directory's catalogue here (``None``: it can)."""
+    try:
+        bin_dir()
+        check_reachable(paths)
+    except DatabaseError as exc:
+        return str(exc)
+    return None
 
 
 def _remembered(paths: LakePaths) -> str | None:
@@ -178,6 +200,7 @@ def check_reachable(paths: LakePaths) -> None:
     owner = _owner()
     if owner.pw_uid == os.geteuid():
         return
+    paths.db.parent.mkdir(parents=True, exist_ok=True)
     groups = {owner.pw_gid} | set(os.getgrouplist(owner.pw_name, owner.pw_gid))
     folder = paths.db.parent
     for candidate in [folder, *folder.parents]:

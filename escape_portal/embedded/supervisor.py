@@ -144,7 +144,7 @@ class EmbeddedLake:
     database
         Without ``database_url``: ``sqlite`` or ``postgresql`` (a cluster of the lake's
         own, see :mod:`escape_portal.embedded.database`); ``None``: the data directory's
-        last choice, else SQLite.
+        last choice, else PostgreSQL if installed and usable here, else SQLite.
     compute_site
         The site whose storage is mounted into the notebook's compute.
 
@@ -359,7 +359,7 @@ class EmbeddedLake:
         if self.database_url:
             return self.database_url
         try:
-            if database.choose(self.paths, self.database) != database.POSTGRESQL:
+            if database.choose(self.paths, self.database, progress) != database.POSTGRESQL:
                 return None
             log = self._log("database")
             if not _alive(self._pid("database")):

@@ -1,8 +1,8 @@
-"""The embedded lake on its own PostgreSQL cluster (``lake up --database postgresql``).
+"""The embedded lake on its own PostgreSQL cluster, the default catalogue where installed.
 
-SQLite is the default catalogue (see docs/embedded-lake.md, "Catalogue database"); this
-keeps the PostgreSQL variant working: a lake of its own in a temporary folder, unseeded,
-browsed and replicated through the real Rucio server and daemons, then stopped by pid.
+See docs/embedded-lake.md, "Catalogue database". A lake of its own in a temporary folder,
+unseeded, browsed and replicated through the real Rucio server and daemons, then stopped
+by pid. (The shared test lake keeps whatever its data directory was made with.)
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def pg_lake() -> Iterator[EmbeddedLake]:
     # the cluster runs as (when tests run as root) cannot traverse.
     folder = Path(tempfile.mkdtemp(prefix="pglake-", dir="/tmp"))
     folder.chmod(0o755)
-    lake = EmbeddedLake(folder, database="postgresql")
+    lake = EmbeddedLake(folder)  # the default: PostgreSQL, installed here
     try:
         lake.up(seed=False)
         yield lake
