@@ -116,7 +116,9 @@ def cmd_lake(args: argparse.Namespace) -> int:
     """``lake up|down|status``."""
     from escape_portal.embedded.supervisor import EmbeddedLake, EmbeddedLakeError
 
-    lake = EmbeddedLake(args.data_dir, port=args.port, database_url=args.database_url)
+    lake = EmbeddedLake(
+        args.data_dir, port=args.port, database_url=args.database_url, database=args.database
+    )
     try:
         if args.action == "up":
             import time
@@ -985,6 +987,12 @@ def build_parser() -> argparse.ArgumentParser:
     lake.add_argument("--data-dir", help="state folder (default ~/.escape-portal/lake)")
     lake.add_argument("--port", type=int, help="port of the Rucio server on 127.0.0.1")
     lake.add_argument("--database-url", help="SQLAlchemy URL instead of SQLite")
+    lake.add_argument(
+        "--database",
+        choices=["sqlite", "postgresql"],
+        help="the catalogue's database, remembered per data directory "
+        "(default: sqlite; see docs/embedded-lake.md)",
+    )
     lake.add_argument("--no-seed", action="store_true", help="do not write sample data")
     lake.set_defaults(func=cmd_lake)
 

@@ -3,7 +3,8 @@
 #   - system packages: memcached (the Rucio server caches through it); ActiveMQ (the
 #     broker of Rucio's notifications); the XRootD server with its HTTP and SciTokens
 #     plugins and client, acl, and gfal2 with its http/xrootd/file plugins (the embedded
-#     lake's grid storage and copies, see escape_portal/embedded/xrootd.py); STILTS, the
+#     lake's grid storage and copies, see escape_portal/embedded/xrootd.py); PostgreSQL
+#     (the lake's catalogue with --database postgresql); STILTS, the
 #     reference VO tool the tests check the lake's TAP service with (optional)
 #   - .venv: a virtual environment with the package and pinned dependencies
 #   - tests/hub/node_modules: configurable-http-proxy for the JupyterHub test (npm, from
@@ -16,6 +17,9 @@ command -v memcached >/dev/null 2>&1 || [ -x /usr/bin/memcached ] || need_apt+=(
 # ActiveMQ, the embedded lake's message broker (Java comes as its dependency; Debian's
 # own "main" instance stays disabled: the lake runs its own in its data directory).
 [ -f /usr/share/activemq/bin/activemq.jar ] || need_apt+=(activemq)
+# PostgreSQL, the embedded lake's catalogue (its server binaries only are used: the lake
+# runs a cluster of its own in its data directory; SQLite is the fallback without it).
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
 # ss, with which the tests check what the lake's processes listen on.
 command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)
 [ -x /usr/bin/xrootd ] || need_apt+=(xrootd-server xrootd-server-plugins xrootd-plugins)

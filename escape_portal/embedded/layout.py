@@ -5,6 +5,7 @@ Everything lives below one data directory::
     etc/rucio.cfg, etc/alembic.ini   configuration of server and daemons
     etc/rucio-client.cfg             for Rucio's own CLI (``escape-portal lake env``)
     db/rucio.db                      the SQLite catalogue (unless a database URL is given)
+    db/postgres/                     or the PostgreSQL cluster's (``database.py``)
     rse/<RSE>/                       one folder per POSIX storage element
     logs/                            one log file per process
     run/                             pid files and state.json (ports, URLs)
@@ -255,7 +256,9 @@ def write_rucio_config(
     cfg["rules"] = {"apply_rule_max_partition_size": "1000000"}
     cfg["trace"] = {"tracedir": str(paths.root / "traces")}
     cfg["alembic"] = {"cfg": str(paths.alembic_ini)}
-    cfg["metadata"] = {"plugins": "escape_portal.embedded.metadata.SQLiteJSONDidMeta"}
+    if db_url.startswith("sqlite"):
+        # Elsewhere (PostgreSQL) Rucio's default JSON metadata plugin works unchanged.
+        cfg["metadata"] = {"plugins": "escape_portal.embedded.metadata.SQLiteJSONDidMeta"}
     cfg["conveyor"] = {
         "transfertool": TRANSFERTOOL_NAME,
         # davs (third-party copy with tokens) where both ends are XRootD, else file.

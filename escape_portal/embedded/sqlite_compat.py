@@ -7,7 +7,10 @@ when the catalogue is SQLite, in the embedded lake's own processes:
 - **OR-chains of 1,000 terms** (``rucio.core.request.queue_requests`` looks up existing
   requests 1,000 files at a time): SQLite refuses expressions deeper than 1,000
   ("Expression tree is too large"), so a rule needing more than ~250 transfers failed.
-  Rucio's ``chunks`` helper, as that module uses it, is capped at 200 items.
+  Rucio's ``chunks`` helper, as that module uses it, is capped at 200 items. Hermes
+  deletes the notifications it delivered the same way (``rucio.core.message.
+  delete_messages``, one OR-chain per bulk of 1,000): that failed on every cycle, so the
+  same 1,000 notifications were delivered again every second; it is called 200 at a time.
 - **Read-then-write transactions** (server only): in WAL mode a write transaction that
   began by reading fails at once with "database is locked" when another connection
   commits meanwhile; the busy timeout does not apply. The server's writing sessions
@@ -33,7 +36,10 @@ def _is_sqlite() -> bool:
 
 
 def cap_or_chains() -> None:
-    """Cap the size of Rucio's OR-chained look-ups (see the module's docstring)."""
+    """Cap the size of Rucio's OR-chained look-ups and deletes (see the module's docstring).
+
+    Must run before hermes is imported: it imports ``delete_messages`` by name.
+    """
     if not _is_sqlite():
         return
     from rucio.core import request
@@ -44,6 +50,16 @@ def cap_or_chains() -> None:
         return iter(rucio_chunks(items, min(n, SQLITE_CHUNK)))
 
     request.chunks = small_chunks
+
+    from rucio.core import message
+
+    rucio_delete_messages = message.delete_messages
+
+    def delete_messages(messages: list[Any], *args: Any, **kwargs: Any) -> None:
+        for start in range(0, len(messages), SQLITE_CHUNK):
+            rucio_delete_messages(messages[start : start + SQLITE_CHUNK], *args, **kwargs)
+
+    message.delete_messages = delete_messages
 
 
 def immediate_write_sessions() -> None:

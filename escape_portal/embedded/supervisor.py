@@ -33,7 +33,7 @@ from typing import IO, Any
 
 import requests
 
-from escape_portal.embedded import broker, xrootd
+from escape_portal.embedded import broker, database, xrootd
 from escape_portal.embedded.feeds import write_feeds
 from escape_portal.embedded.layout import (
     LakePaths,
@@ -287,6 +287,23 @@ PARTS: tuple[Component, ...] = (
     ),
 )
 COMPONENTS = tuple(part.name for part in PARTS)
+#: The catalogue's own PostgreSQL, first of the parts of a lake that uses it.
+DATABASE_PART = Component(
+    "database",
+    lambda run: database.command(run.paths),
+    ready=lambda run: database.ready(run.paths),
+    starting="starting the catalogue's database (PostgreSQL)",
+    ready_timeout=database.READY_TIMEOUT,
+)
+
+
+def parts_of(paths: LakePaths) -> tuple[Component, ...]:
+    """The parts of the lake in ``paths``: :data:`PARTS`, after its database if it has one."""
+    if database.remembered(paths) == database.POSTGRESQL:
+        return (DATABASE_PART, *PARTS)
+    return PARTS
+
+
 SUPERVISOR = "supervisor"
 
 
@@ -408,6 +425,10 @@ class EmbeddedLake:
     database_url
         SQLAlchemy URL of the catalogue (default: SQLite in the data directory), e.g.
         ``postgresql+psycopg://rucio:secret@127.0.0.1/rucio``.
+    database
+        Without ``database_url``: ``sqlite`` or ``postgresql`` (a cluster of the lake's
+        own, see :mod:`escape_portal.embedded.database`), remembered per data directory;
+        ``None``: the data directory's choice, else SQLite.
     compute_site
         The site whose storage is mounted into the notebook's compute.
 
@@ -419,12 +440,49 @@ class EmbeddedLake:
         *,
         port: int | None = None,
         database_url: str | None = None,
+        database: str | None = None,
         compute_site: str = DEFAULT_COMPUTE_SITE,
     ) -> None:
         self.paths = LakePaths(Path(data_dir).resolve() if data_dir else default_data_dir())
         self.port = port
         self.database_url = database_url
+        self.database = database
         self.compute_site = site_by_name(compute_site)
+
+    @property
+    def parts(self) -> tuple[Component, ...]:
+        """The parts of this lake, in start order."""
+        return parts_of(self.paths)
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """Their names."""
+        return tuple(part.name for part in self.parts)
+
+    def _catalogue(self, progress: Callable[[str], None]) -> None:
+        """Check (and remember on first start) the database of this lake's catalogue.
+
+        Raises
+        ------
+        EmbeddedLakeError
+            If this data directory's catalogue lives in the other database.
+        """
+        if self.database_url:
+            return
+        try:
+            database.choose(self.paths, self.database, progress)
+        except database.DatabaseError as exc:
+            raise EmbeddedLakeError(str(exc)) from exc
+
+    def _catalogue_url(self) -> str | None:
+        """The catalogue's URL: given, the lake's own PostgreSQL (made once), or SQLite's."""
+        if self.database_url or database.remembered(self.paths) != database.POSTGRESQL:
+            return self.database_url
+        try:
+            database.ensure_cluster(self.paths, self._log("database"))
+            return database.url(self.paths)
+        except database.DatabaseError as exc:
+            raise EmbeddedLakeError(f"{exc}\n{_tail(self._log('database'))}") from exc
 
     # -- state -----------------------------------------------------------------------------
 
@@ -465,7 +523,7 @@ class EmbeddedLake:
         """Ports of the listening parts: the last ones used while free, else new ones."""
         saved = self.saved_ports()
         ports = {}
-        for part in PARTS:
+        for part in self.parts:
             for key in part.ports:
                 wanted = self.port if key == "server_port" else None
                 port = int(wanted or saved.get(key) or 0)
@@ -508,6 +566,7 @@ class EmbeddedLake:
 
         """
         self.paths.make()
+        self._catalogue(progress)
         supervisor_log = self._log(SUPERVISOR)
         offset = supervisor_log.stat().st_size if supervisor_log.exists() else 0
         pid = self._pid(SUPERVISOR)
@@ -519,7 +578,7 @@ class EmbeddedLake:
                 server_port=ports["server_port"],
                 memcached_port=ports["memcached_port"],
                 broker_port=ports["broker_port"],
-                database_url=self.database_url,
+                database_url=self._catalogue_url(),
                 idp_issuer=issuer_url(ports["idp_port"]),
             )
             self._supervisor_file().unlink(missing_ok=True)
@@ -576,7 +635,8 @@ class EmbeddedLake:
 
     def down(self, timeout: float = 15.0) -> list[str]:
         """Stop the supervisor and every part (SIGTERM, then SIGKILL); return their names."""
-        running = [c for c in COMPONENTS if _alive(self._pid(c))]
+        components = self.components
+        running = [c for c in components if _alive(self._pid(c))]
         pid = self._pid(SUPERVISOR)
         if _alive(pid):
             assert pid is not None
@@ -587,10 +647,10 @@ class EmbeddedLake:
                     child.poll()
 
             # The supervisor stops the parts within ``timeout`` each.
-            _stop_group(pid, timeout * (len(COMPONENTS) + 1), reap)
+            _stop_group(pid, timeout * (len(components) + 1), reap)
             running.append(SUPERVISOR)
         _CHILDREN.pop(pid or 0, None)
-        for component in reversed(COMPONENTS):  # what a dead supervisor left
+        for component in reversed(components):  # what a dead supervisor left
             part_pid = self._pid(component)
             if part_pid and (_alive(part_pid) or _group_alive(part_pid)):
                 _stop_group(part_pid, timeout)
@@ -606,7 +666,7 @@ class EmbeddedLake:
         url = state.get("rucio_host")
         components = [
             ComponentStatus(c, self._pid(c), _alive(self._pid(c)), str(self._log(c)))
-            for c in (*COMPONENTS, SUPERVISOR)
+            for c in (*self.components, SUPERVISOR)
         ]
         seeded = None
         if self.paths.seed_marker.exists():
@@ -792,7 +852,7 @@ class Supervisor:
             "compute_site": self.lake.compute_site.name,
             "mounted_rse": self.lake.compute_site.rse,
             "mount_path": str(self.lake.mount_path),
-            "pids": {c: self.lake._pid(c) for c in COMPONENTS},
+            "pids": {c: self.lake._pid(c) for c in self.lake.components},
             "supervisor_pid": os.getpid(),
             "started_at": time.time(),
         }
@@ -805,15 +865,16 @@ class Supervisor:
         that only read it (``needs_catalogue``) start while it is checked, and the
         daemons (``after_bootstrap``) after.
         """
-        started = self._spawn_all([p for p in PARTS if not p.needs_catalogue])
+        parts = self.lake.parts
+        started = self._spawn_all([p for p in parts if not p.needs_catalogue])
         for child in started:
             self._wait_ready(child)
         first_start = not self.paths.seed_marker.exists()
         if not first_start:
-            started = self._spawn_all([p for p in PARTS if not p.after_bootstrap])
+            started = self._spawn_all([p for p in parts if not p.after_bootstrap])
         if not _alive(self.lake._pid("daemons")):
             self._bootstrap()
-        started += self._spawn_all(list(PARTS))
+        started += self._spawn_all(list(parts))
         for child in started:
             self._wait_ready(child)
         log.info(
@@ -871,7 +932,9 @@ class Supervisor:
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop every part by process group: all asked at once, SIGKILL after ``timeout``."""
-        children = [self.children.pop(n) for n in reversed(COMPONENTS) if n in self.children]
+        children = [
+            self.children.pop(n) for n in reversed(self.lake.components) if n in self.children
+        ]
         for child in children:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, signal.SIGTERM)
