@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from escape_portal.embedded.supervisor import COMPONENTS, SUPERVISOR, EmbeddedLake
+from escape_portal.embedded.supervisor import SUPERVISOR, EmbeddedLake
 
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -129,7 +129,7 @@ def main() -> int:
     )
     print(f"{'part':<12}{'procs':>6}{'CPU %':>8}{'RSS MiB':>10}")
     total_cpu = total_rss = 0.0
-    for name in (*COMPONENTS, SUPERVISOR):
+    for name in (*lake.components, SUPERVISOR):
         if name not in after or name not in before:
             print(f"{name:<12}{'-':>6}{'not running':>18}")
             continue
