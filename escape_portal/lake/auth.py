@@ -208,17 +208,7 @@ def _gone(exc: BaseException) -> bool:
     """Whether ``exc`` says nothing listens there (refused) or the server went (reset)."""
     if isinstance(exc, ServerConnectionException):  # Rucio's, once its own retries ran out
         return True
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):  # died mid-answer
-        return True
     return isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.Timeout)
-
-
-def _is_read(method: Any, kwargs: dict[str, Any]) -> bool:
-    """Whether a request only reads, so that sending it again is harmless.
-
-    Rucio streams GETs and its two listing POSTs (replicas, DIDs' metadata).
-    """
-    return getattr(method, "value", method) == "GET" or bool(kwargs.get("stream"))
 
 
 def lake_answered(rucio_host: str) -> None:
@@ -259,17 +249,17 @@ class PortalClient(Client):  # type: ignore[misc]
 
         Connection refused or reset by a lake that answered in this process (its server
         is being restarted on the same port) is retried with backoff for ``retry_for``
-        seconds, as is a read whose answer was cut off; a lake never reached fails at once.
+        seconds; a lake never reached fails at once.
         """
         deadline = time.monotonic() + self.retry_for
         pause = RETRY_FIRST
         waiting = False
         while True:
             try:
+                # The body is not read here: listings stream (a first page of 100,000
+                # files must not wait for the rest); one cut off mid-answer is reported
+                # by the lake's facade as the lake gone away.
                 result = self._send_unlocked(url, method, *args, **kwargs)
-                if _is_read(method, kwargs):
-                    # Read the body here: a server killed mid-answer is then retried too.
-                    result.content  # noqa: B018
             except (requests.RequestException, ServerConnectionException) as exc:
                 with _ANSWERED_LOCK:
                     known = self.host in _ANSWERED

@@ -83,7 +83,13 @@ def _map_error(exc: BaseException, config: LakeConfig, what: str) -> errors.Lake
             url=url,
             timeout=config.timeout,
         )
-    if isinstance(exc, requests.ConnectionError | rx.ServerConnectionException | ConnectionError):
+    if isinstance(
+        exc,
+        requests.ConnectionError
+        | requests.exceptions.ChunkedEncodingError  # the server went away mid-answer
+        | rx.ServerConnectionException
+        | ConnectionError,
+    ):
         return errors.LakeUnavailable(
             f"Cannot reach the lake at {url} while {what}.",
             "Check the URL and your network; for the embedded lake run 'escape-portal lake up'.",
