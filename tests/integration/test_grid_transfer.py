@@ -16,12 +16,6 @@ from escape_portal.lake import DID, Lake
 pytestmark = pytest.mark.lake
 
 
-@pytest.fixture(autouse=True)
-def _rucio_config(embedded_lake: EmbeddedLake, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The transfertool module is Rucio's (its base class reads rucio.cfg on import).
-    monkeypatch.setenv("RUCIO_CONFIG", str(embedded_lake.paths.rucio_cfg))
-
-
 def _url(state: dict, rse: str, path: str) -> str:  # type: ignore[type-arg]
     return f"davs://localhost:{state[f'xrootd_{rse}_https']}/{rse}/{path}"
 
@@ -37,7 +31,7 @@ def source(embedded_lake: EmbeddedLake) -> tuple[str, bytes]:
 
 
 def test_davs_third_party_copy_checks_adler32(embedded_lake: EmbeddedLake, source) -> None:  # type: ignore[no-untyped-def]
-    from escape_portal.embedded.grid_transfertool import GridCopyError, copy, copy_token
+    from escape_portal.embedded.gfal import GridCopyError, copy, copy_token
 
     state = read_state(embedded_lake.paths)
     assert state
@@ -64,7 +58,7 @@ def test_davs_third_party_copy_checks_adler32(embedded_lake: EmbeddedLake, sourc
 def test_failures_end_with_the_storage_reason(
     embedded_lake: EmbeddedLake, source, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    from escape_portal.embedded.grid_transfertool import GridCopyError, copy, copy_token
+    from escape_portal.embedded.gfal import GridCopyError, copy, copy_token
 
     state = read_state(embedded_lake.paths)
     assert state
