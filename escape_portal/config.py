@@ -71,6 +71,9 @@ class LakeConfig:
     token, token_file
         For ``oidc``: the token itself (from the environment) or the file it is kept in
         (re-read on every authentication, so a hub can refresh it).
+    oidc_client_id, oidc_client_secret
+        The OAuth client the portal uses at the identity provider (token exchange for
+        storage-audience tokens, refresh); the secret only from the environment.
     client_cert, client_key, x509_proxy
         For X.509.
     ca_cert
@@ -113,6 +116,8 @@ class LakeConfig:
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
     token_file: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = field(default=None, repr=False)
     client_cert: str | None = None
     client_key: str | None = None
     x509_proxy: str | None = None
@@ -155,7 +160,7 @@ class LakeConfig:
 
     def public(self) -> dict[str, Any]:
         """Settings safe to show or log: no password, no token."""
-        hidden = {"password", "token", "broker_password"}
+        hidden = {"password", "token", "broker_password", "oidc_client_secret"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}
 
 
@@ -169,7 +174,7 @@ def _from_mapping(name: str, values: Mapping[str, Any], source: str) -> LakeConf
             f"Instance {name!r} in {source}: unknown setting(s) {', '.join(sorted(unknown))}.",
             f"Known settings: {', '.join(sorted(_FIELDS - {'name', 'source'}))}.",
         )
-    if {"password", "token", "broker_password"} & set(values):
+    if {"password", "token", "broker_password", "oidc_client_secret"} & set(values):
         raise InvalidRequest(
             f"Instance {name!r} in {source} holds a password or token in plain text.",
             "Remove it; give token_file (OIDC) or set RUCIO_PASSWORD (ESCAPE_BROKER_PASSWORD "

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from escape_portal.embedded import tokens
 from escape_portal.embedded.layout import DEMO_ACCOUNT, DEMO_RESEARCHERS, LakePaths
 from escape_portal.embedded.sites import DEFAULT_COMPUTE_SITE, SITES, rucio_distance
 
@@ -125,6 +126,9 @@ def build_topology(
             # tokens for davs when both ends say oidc_support, scopes relative to the base.
             attributes["oidc_support"] = "True"
             attributes["oidc_base_path"] = f"/{site.rse}"
+            # The audience its storage checks (Rucio would derive the davs host name,
+            # "localhost" for every site here; see escape_portal.lake.tokens).
+            attributes["oidc_audience"] = tokens.storage_audience(site.rse)
         present = rse.list_rse_attributes(site.rse) if site.rse in existing else {}
         for key, value in attributes.items():
             if value and str(present.get(key)) != value:

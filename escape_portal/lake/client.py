@@ -23,7 +23,13 @@ from rucio.common import exception as rx
 
 from escape_portal import errors
 from escape_portal.config import LakeConfig, select_instance
-from escape_portal.lake.auth import PortalClient, jwt_expiry, lake_answered, make_client
+from escape_portal.lake.auth import (
+    PortalClient,
+    TokenSource,
+    jwt_expiry,
+    lake_answered,
+    make_client,
+)
 from escape_portal.lake.models import (
     DID,
     DatasetReplica,
@@ -39,6 +45,7 @@ from escape_portal.lake.models import (
     encode_cursor,
     parse_filters,
 )
+from escape_portal.lake.tokens import TokenKeeper, storage_access
 
 T = TypeVar("T")
 _TYPES = ("all", "collection", "container", "dataset", "file")
@@ -168,6 +175,8 @@ class Lake:
         self._client: PortalClient | None = None
         self._rse_sites: dict[str, str | None] | None = None
         self._protocols: dict[str, list[dict[str, Any]]] | None = None
+        self._rse_attributes: dict[str, dict[str, Any]] = {}
+        self._tokens: TokenKeeper | None = None
         self._scopes: set[str] | None = None
         self._expressions: dict[str, frozenset[str]] = {}
         #: Called with a message in the user's words when a call starts waiting for the
@@ -395,6 +404,41 @@ class Lake:
                 protocols[rse] = list(info) if isinstance(info, list) else []
             self._protocols = protocols
         return self._protocols
+
+    def rse_attributes(self, rse: str) -> dict[str, Any]:
+        """A storage element's attributes (site, ``oidc_audience``, ...), cached."""
+        if rse not in self._rse_attributes:
+            with self._calling(f"reading the attributes of {rse}"):
+                self._rse_attributes[rse] = dict(self.client.list_rse_attributes(rse))
+        return self._rse_attributes[rse]
+
+    @property
+    def tokens(self) -> TokenKeeper | None:
+        """The session's tokens (``None`` unless the instance authenticates with OIDC)."""
+        if self._tokens is None and self.config.auth_type == "oidc":
+            self._tokens = TokenKeeper(
+                self.config, TokenSource(self.config.token, self.config.token_file)
+            )
+        return self._tokens
+
+    def storage_token(self, rse: str, path: str, *, write: bool = False) -> str | None:
+        """A token for storage element ``rse`` to read (or write) ``path`` there.
+
+        ``path`` is the replica's path on the storage (a PFN's path). The token has the
+        storage's audience and a scope limited to ``path`` (see
+        :mod:`escape_portal.lake.tokens`). ``None`` when the session has no OIDC token
+        (userpass or X.509 sessions reach storage by other means, or anonymously).
+
+        Raises
+        ------
+        AuthenticationFailed
+            If the identity provider refuses the exchange.
+        """
+        keeper = self.tokens
+        if keeper is None:
+            return None
+        access = storage_access(self.rse_attributes(rse), self.rse_protocols().get(rse, []))
+        return keeper.storage_token(access, access.scope(path, write=write))
 
     def dids_from_urls(self, urls: Iterable[str]) -> dict[str, tuple[DID, str]]:
         """Which lake files these URLs are replicas of: ``url -> (file DID, RSE)``.
