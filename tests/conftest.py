@@ -79,3 +79,52 @@ def fresh_dataset(lake: Lake) -> DID:
     from escape_portal.embedded.fresh import fresh_dataset as make
 
     return make(lake)
+
+
+RESEARCHER_SCOPE = "openid profile offline_access storage.read:/ storage.modify:/ storage.create:/"
+
+
+@pytest.fixture(scope="session")
+def researcher_config(embedded_lake: EmbeddedLake, lake_config: LakeConfig) -> LakeConfig:
+    """The embedded lake as researcher alice: an OIDC token from the lake's provider.
+
+    The token (password grant of the portal's client, as a login would give it) has
+    Rucio's audience and the storage scopes the provider grants alice, so the session
+    can exchange it for storage-audience tokens. Nothing is mounted (``mounted_rse``
+    and ``mount_path`` unset): replicas are reached over their storage's protocols.
+    """
+    import dataclasses
+
+    import requests
+
+    from escape_portal.embedded.layout import DEMO_CLIENTS, DEMO_RESEARCHERS, read_state
+
+    state = read_state(embedded_lake.paths)
+    assert state is not None
+    answer = requests.post(
+        f"{state['idp_url']}/token",
+        data={
+            "grant_type": "password",
+            "username": "alice",
+            "password": DEMO_RESEARCHERS["alice"],
+            "scope": RESEARCHER_SCOPE,
+        },
+        auth=("escape-portal", DEMO_CLIENTS["escape-portal"]),
+        verify=state["ca_cert"],
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    return dataclasses.replace(
+        lake_config,
+        name="embedded-alice",
+        auth_type="oidc",
+        account="alice",
+        username=None,
+        password=None,
+        token=answer.json()["access_token"],
+        oidc_client_id="escape-portal",
+        oidc_client_secret=DEMO_CLIENTS["escape-portal"],
+        ca_cert=state["ca_cert"],
+        mounted_rse=None,
+        mount_path=None,
+    )
