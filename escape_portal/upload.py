@@ -9,7 +9,7 @@ For each file, in this order (Rucio's ``UploadClient`` with ``register_after_upl
 3. the storage element is the writable one nearest the compute (the topology's sites
    and distances; the account's quota there must hold the bytes; it must offer a write
    protocol the portal speaks), or the one named;
-4. the bytes go to Rucio's deterministic PFN (``lfns2pfns`` with operation ``write``)
+4. the bytes go to Rucio's deterministic PFN (the server's ``lfns2pfns``, operation ``write``)
    under a temporary name (``NAME.rucio.upload``) over ``davs://`` (WebDAV ``PUT`` with
    a storage-audience bearer token, :meth:`Lake.storage_token`, and the instance's CA);
 5. the storage's own size and adler32 (``HEAD`` with ``Want-Digest: adler32``) are
@@ -647,7 +647,6 @@ class _Session:
         self.meta = meta
         self.lifetime = lifetime
         self._dataset_ready = False
-        self._settings: dict[str, Any] | None = None
         self._davs: dict[str, _Dav] = {}
 
     def close(self) -> None:
@@ -659,20 +658,25 @@ class _Session:
         return self.destination.rse
 
     def _pfn(self, did: DID) -> str:
-        from rucio.rse import rsemanager
+        """Rucio's deterministic write PFN of ``did`` at the storage element.
 
-        if self._settings is None:
-            with self.lake._calling(f"reading the settings of {self.rse}"):
-                self._settings = dict(self.lake.client.get_rse(self.rse))
-        with self.lake._calling(f"making the storage path of {did} at {self.rse}"):
-            pfns = rsemanager.lfns2pfns(
-                self._settings,
-                [{"scope": did.scope, "name": did.name}],
+        Asked of the Rucio server (``lfns2pfns`` with operation ``write``), which applies
+        the storage element's ``lfn2pfn`` algorithm and the instance's policy, as
+        Rucio's upload client does with its local ``rsemanager`` (that one needs a
+        ``rucio.cfg``, which a hub session lacks).
+        """
+        with self.lake._calling(f"asking where {did} goes at {self.rse}"):
+            pfns = self.lake.client.lfns2pfns(
+                self.rse,
+                [f"{did.scope}:{did.name}"],
+                protocol_domain="wan",
                 operation="write",
                 scheme=self.destination.scheme,
-                domain="wan",
             )
-        return str(next(iter(pfns.values())))
+        pfn = pfns.get(f"{did.scope}:{did.name}") or next(iter(pfns.values()), None)
+        if not pfn:
+            raise LakeError(f"The lake gave no {self.destination.scheme} path for {did}.")
+        return str(pfn)
 
     def _dav(self, url: str) -> _Dav:
         """A WebDAV session whose token may write in ``url``'s folder (temporary and final)."""
