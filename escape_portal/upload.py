@@ -28,6 +28,7 @@ registration) is reused when its checksum matches, else replaced.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -165,7 +166,8 @@ class _Dav:
         self.lake = lake
         self.rse = rse
         self.session = requests.Session()
-        self.session.verify = lake.config.ca_cert or True
+        # Given with each request: a session's own ``verify`` loses to REQUESTS_CA_BUNDLE.
+        self.verify: str | bool = lake.config.ca_cert or True
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
         self.timeout = (CONNECT_TIMEOUT, max(lake.config.timeout, 30.0))
@@ -176,7 +178,16 @@ class _Dav:
     def _call(self, method: str, url: str, what: str, **kwargs: Any) -> requests.Response:
         shown = _shown(url)
         try:
-            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            response = self.session.request(
+                method, url, timeout=self.timeout, verify=self.verify, **kwargs
+            )
+        except requests.exceptions.SSLError as exc:
+            raise LakeUnavailable(
+                f"Storage {self.rse} ({_host(url)}) could not be verified (TLS) while {what}.",
+                "Its certificate is not signed by the CA the instance names (ca_cert); "
+                "check the instance's ca_cert.",
+                url=shown,
+            ) from exc
         except requests.Timeout as exc:
             raise LakeUnavailable(
                 f"Storage {self.rse} did not answer within {self.timeout[1]:g} s while {what}.",
@@ -616,7 +627,7 @@ def put_file(
                 meta=meta,
                 on_bytes=on_bytes,
             )
-        result = UploadResult(**{**result.__dict__, "path": str(source)})
+        result = dataclasses.replace(result, path=str(source))
     if result.error is not None:
         raise result.error
     return result

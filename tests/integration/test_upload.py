@@ -28,7 +28,7 @@ from escape_portal.embedded.tokens import issuer_url, mint, signing_key, storage
 from escape_portal.errors import InvalidRequest, NotFound, PermissionDenied
 from escape_portal.lake import DID, Lake
 from escape_portal.server.base import SERVICE_KEY
-from escape_portal.upload import TEMPORARY_SUFFIX, upload
+from escape_portal.upload import TEMPORARY_SUFFIX, put_file, upload
 from tests.integration.server_fixtures import Fetch, lake_environment, post_json, server_config
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
@@ -121,6 +121,19 @@ def test_other_content_under_the_same_name_is_refused(alice: Lake, tmp_path: Pat
         upload(alice, [path])
     [replicas] = alice.file_replicas([done.did])
     assert replicas.adler32 == done.adler32
+
+
+def test_put_file_names_the_did_and_raises_on_failure(
+    alice: Lake, embedded_lake: EmbeddedLake, tmp_path: Path
+) -> None:
+    path, data = _write(tmp_path, "local-name.dat", 777)
+    did = DID("user.alice", _unique("chosen") + ".dat")
+    result = put_file(alice, path, did)
+    assert (result.state, result.did, result.path) == ("uploaded", did, str(path))
+    assert _on_storage(embedded_lake, result.rse or "", did).read_bytes() == data
+    path.write_bytes(os.urandom(777))
+    with pytest.raises(InvalidRequest, match="other content"):
+        put_file(alice, path, did)
 
 
 def test_unknown_or_foreign_scopes_are_refused_before_anything_is_written(
