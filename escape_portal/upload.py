@@ -153,7 +153,8 @@ class _Progress:
         return self._size
 
     def read(self, n: int = -1) -> bytes:
-        block = self._handle.read(BLOCK if n is None or n < 0 else min(n, BLOCK))
+        # http.client asks for 8 KiB at a time; whole blocks are sent as well (sendall).
+        block = self._handle.read(BLOCK)
         if block and self._on_bytes is not None:
             self._on_bytes(len(block))
         return block
