@@ -533,6 +533,13 @@ def upload(
         ``InvalidRequest`` for a DID that exists with other content).
 
     """
+    if lake.config.auth_type != "oidc":
+        raise PermissionDenied(
+            f"Uploading needs a token for the storage; this session signs in to "
+            f"{lake.config.name} with {lake.config.auth_type}.",
+            "Use an instance with auth_type oidc (a token from the lake's identity "
+            "provider, as JupyterHub hands over).",
+        )
     account = _account(lake)
     scope = scope or f"user.{account}"
     _check_scope(lake, scope, account)

@@ -147,6 +147,12 @@ def test_unknown_or_foreign_scopes_are_refused_before_anything_is_written(
     assert not _registered(alice, DID("cta", path.name))
 
 
+def test_a_session_without_a_token_is_told_so(lake: Lake, tmp_path: Path) -> None:
+    path, _ = _write(tmp_path, _unique("x") + ".dat", 10)
+    with pytest.raises(PermissionDenied, match="needs a token for the storage"):
+        upload(lake, [path])  # the embedded instance signs in with userpass
+
+
 _KILLED_MID_PUT = """
 import os, pickle, signal, sys
 from escape_portal.lake import Lake
