@@ -576,6 +576,13 @@ def upload(
     destination = choose_destination(lake, topology, compute_site, needed, rse)
     session = _Session(lake, destination, account, dataset_did, checked_meta, lifetime)
     try:
+        to_write = [
+            f.did
+            for f in files
+            if f.did not in results
+            and (existing[f.did] or (None, {}))[1].get(destination.rse) != "AVAILABLE"
+        ]
+        session.prepare(to_write)
         for f in files:
             if f.did in results:
                 continue
@@ -666,44 +673,46 @@ class _Session:
         self.meta = meta
         self.lifetime = lifetime
         self._dataset_ready = False
-        self._davs: dict[str, _Dav] = {}
+        self._pfns: dict[DID, str] = {}
+        self._dav: _Dav | None = None
 
     def close(self) -> None:
-        for dav in self._davs.values():
-            dav.close()
+        if self._dav is not None:
+            self._dav.close()
 
     @property
     def rse(self) -> str:
         return self.destination.rse
 
-    def _pfn(self, did: DID) -> str:
-        """Rucio's deterministic write PFN of ``did`` at the storage element.
+    def prepare(self, dids: Sequence[DID]) -> None:
+        """Rucio's deterministic write PFNs of ``dids`` here, and one token covering them.
 
-        Asked of the Rucio server (``lfns2pfns`` with operation ``write``), which applies
-        the storage element's ``lfn2pfn`` algorithm and the instance's policy, as
-        Rucio's upload client does with its local ``rsemanager`` (that one needs a
-        ``rucio.cfg``, which a hub session lacks).
+        The PFNs are asked of the Rucio server (``lfns2pfns`` with operation ``write``, in
+        one request), which applies the storage element's ``lfn2pfn`` algorithm and the
+        instance's policy, as Rucio's upload client does with its local ``rsemanager``
+        (that one needs a ``rucio.cfg``, which a hub session lacks). The token's write
+        scope is the deepest folder holding all of them (temporary names included).
         """
-        with self.lake._calling(f"asking where {did} goes at {self.rse}"):
+        if not dids:
+            return
+        lfns = [f"{d.scope}:{d.name}" for d in dids]
+        with self.lake._calling(f"asking where {len(lfns)} file(s) go at {self.rse}"):
             pfns = self.lake.client.lfns2pfns(
                 self.rse,
-                [f"{did.scope}:{did.name}"],
+                lfns,
                 protocol_domain="wan",
                 operation="write",
                 scheme=self.destination.scheme,
             )
-        pfn = pfns.get(f"{did.scope}:{did.name}") or next(iter(pfns.values()), None)
-        if not pfn:
-            raise LakeError(f"The lake gave no {self.destination.scheme} path for {did}.")
-        return str(pfn)
-
-    def _dav(self, url: str) -> _Dav:
-        """A WebDAV session whose token may write in ``url``'s folder (temporary and final)."""
-        folder = urlsplit(url).path.rsplit("/", 1)[0] + "/"
-        if folder not in self._davs:
-            token = self.lake.storage_token(self.rse, folder, write=True)
-            self._davs[folder] = _Dav(self.lake, self.rse, token)
-        return self._davs[folder]
+        for did, lfn in zip(dids, lfns, strict=True):
+            pfn = pfns.get(lfn)
+            if not pfn:
+                raise LakeError(f"The lake gave no {self.destination.scheme} path for {did}.")
+            self._pfns[did] = _https(str(pfn))
+        folders = [urlsplit(url).path.rsplit("/", 1)[0] for url in self._pfns.values()]
+        common = os.path.commonpath(folders) if len(folders) > 1 else folders[0]
+        token = self.lake.storage_token(self.rse, common.rstrip("/") + "/", write=True)
+        self._dav = _Dav(self.lake, self.rse, token)
 
     def one(
         self,
@@ -727,9 +736,10 @@ class _Session:
                 "not written again.",
             )
         started = time.monotonic()
-        final = _https(self._pfn(f.did))
+        final = self._pfns[f.did]
         temporary = final + TEMPORARY_SUFFIX
-        dav = self._dav(final)
+        dav = self._dav
+        assert dav is not None, "prepare() first"
         there = dav.stat(final)
         if there is not None and there == (f.bytes, f.adler32):
             pass  # written whole by an attempt that died before registering it: reuse
