@@ -81,3 +81,32 @@ def test_the_rest_api_stays_inside_the_server_folder(tmp_path: Path) -> None:
             resolve_paths(root, [bad])
     with pytest.raises(NotFound):
         resolve_paths(root, ["results/missing.fits"])
+
+
+def test_storage_that_is_down_is_said_in_one_line(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from escape_portal.errors import LakeUnavailable
+    from escape_portal.upload import _Dav
+
+    # Nothing listens on the discard port: a real connection refused.
+    lake = SimpleNamespace(config=SimpleNamespace(ca_cert=None, timeout=2.0))
+    dav = _Dav(lake, "CERN-DISK", "secret-token")  # type: ignore[arg-type]
+    with pytest.raises(LakeUnavailable) as caught:
+        dav.stat("https://127.0.0.1:9/CERN-DISK/user/alice/ab/cd/x.fits?authz=secret-token")
+    message = str(caught.value)
+    assert "Storage CERN-DISK (127.0.0.1:9) cannot be reached" in message
+    assert "\n" not in message and "secret-token" not in message
+
+
+def test_meta_pairs_of_the_cli() -> None:
+    from escape_portal.cli import _meta_pairs
+
+    assert _meta_pairs(["target=Crab", "run=7", "ra=83.63", "note=a=b"]) == {
+        "target": "Crab",
+        "run": 7,
+        "ra": 83.63,
+        "note": "a=b",
+    }
+    with pytest.raises(InvalidRequest):
+        _meta_pairs(["no-equals"])
