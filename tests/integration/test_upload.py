@@ -172,7 +172,7 @@ upload(Lake(config), [sys.argv[1]], on_bytes=on_bytes)
 def test_an_upload_killed_mid_put_leaves_nothing_and_its_retry_succeeds_once(
     alice: Lake, researcher_config: LakeConfig, embedded_lake: EmbeddedLake, tmp_path: Path
 ) -> None:
-    size = 48 * 2**20
+    size = 24 * 2**20  # six blocks of 4 MiB: killed after the third
     path, data = _write(tmp_path, _unique("cube") + ".fits", size)
     did = DID("user.alice", path.name)
     child = subprocess.run(
