@@ -578,6 +578,55 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _meta_pairs(pairs: list[str]) -> dict[str, Any]:
+    """``['target=Crab', 'ra=83.6']`` -> ``{'target': 'Crab', 'ra': 83.6}`` (numbers as numbers)."""
+    meta: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidRequest(
+                f"--meta {pair!r} is not KEY=VALUE.", "Write e.g. --meta target=Crab."
+            )
+        parsed: Any = value
+        for kind in (int, float):
+            try:
+                parsed = kind(value)
+                break
+            except ValueError:
+                continue
+        meta[key.strip()] = parsed
+    return meta
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    """Upload local files into your scope: written near the compute, verified, registered."""
+    from escape_portal.upload import upload
+
+    lake = _lake(args)
+    paths = [Path(p) for p in args.paths]
+    total = sum(p.stat().st_size for p in paths if p.is_file())
+    bar = _progress_bar(total, "upload") if total and not args.json else None
+    try:
+        results = upload(
+            lake,
+            paths,
+            scope=args.scope,
+            dataset=args.dataset,
+            rse=args.rse,
+            meta=_meta_pairs(args.meta),
+            lifetime=parse_lifetime(args.lifetime),
+            compute_site=args.site,
+            on_bytes=bar.update if bar else None,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    rows = [r.to_dict() for r in results]
+    _emit(args, rows, lambda: "\n".join(f"{r.state:8}  {r.message}" for r in results))
+    failed = [r.error for r in results if r.error is not None]
+    return failed[0].exit_code if failed else 0
+
+
 def cmd_rules(args: argparse.Namespace) -> int:
     """Rules of a DID; delete or extend one."""
     lake = _lake(args)
@@ -1073,6 +1122,26 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("did")
     dl.add_argument("--to", default=".", help="folder to copy into (default: here)")
     dl.set_defaults(func=cmd_download)
+
+    up = sub.add_parser(
+        "upload",
+        parents=[common],
+        help="upload files into your scope (near your compute, verified, then registered)",
+    )
+    up.add_argument("paths", nargs="+", metavar="PATH", help="local files")
+    up.add_argument("--scope", help="scope of the new DIDs (default user.<account>)")
+    up.add_argument("--dataset", help="dataset to attach them to (name or scope:name; made if new)")
+    up.add_argument("--rse", help="storage element to write to (default: nearest writable)")
+    up.add_argument(
+        "--meta",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="DID metadata for every file (repeatable)",
+    )
+    up.add_argument("--lifetime", help="how long the rule keeping them lasts (default: forever)")
+    up.add_argument("--site", help="compute site (default: configured or detected)")
+    up.set_defaults(func=cmd_upload)
 
     sub.add_parser("rses", parents=[common], help="storage elements and sites").set_defaults(
         func=cmd_rses

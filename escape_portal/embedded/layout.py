@@ -244,6 +244,8 @@ def write_rucio_config(
     cfg["policy"] = {
         "permission": "generic",
         "schema": "generic",
+        # Generic, plus researchers registering uploads where they have a quota.
+        "package": "escape_portal.embedded.policy",
         "lfn2pfn_algorithm_default": "hash",
         "support": "escape-portal@localhost",
         "support_rucio": "https://rucio.cern.ch/",

@@ -12,6 +12,7 @@ from tornado.web import RequestHandler
 
 from escape_portal.server import lake_handlers as lake
 from escape_portal.server import placement_handlers as placement
+from escape_portal.server import upload_handlers as upload
 from escape_portal.server import vo_handlers as vo
 
 API_PREFIX = "/escape-portal/api"
@@ -32,6 +33,7 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/make-available", placement.MakeAvailableHandler),
     ("/rules/{rule_id}/progress", lake.RuleProgressHandler),
     ("/download", placement.DownloadHandler),
+    ("/upload", upload.UploadHandler),
     ("/vo/registry", vo.RegistryHandler),
     ("/vo/search", vo.SearchHandler),
     ("/vo/datalinks", vo.DatalinksHandler),
