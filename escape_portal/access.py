@@ -273,6 +273,7 @@ class Access:
             topology=topology,
         )
         self._room = threading.Lock()
+        self._fs: Any = None
 
     # -- which replica ------------------------------------------------------------------
 
@@ -411,7 +412,9 @@ class Access:
         """
         from escape_portal.rucio_fs import RucioFileSystem
 
-        return RucioFileSystem(access=self)
+        if self._fs is None:
+            self._fs = RucioFileSystem(access=self, skip_instance_cache=True)
+        return self._fs
 
     def open(self, did: DID | str, *, stream: bool = False) -> BinaryIO:
         """A binary file object of one file DID.

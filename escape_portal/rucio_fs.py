@@ -102,8 +102,9 @@ class RucioFileSystem(AbstractFileSystem):  # type: ignore[misc]
         self.lake = access.lake
         self._meta: dict[DID, tuple[float, dict[str, Any], Choice | None]] = {}
         self._lock = threading.Lock()
-        #: Replica URL -> why it is corrupt (found by a read to the end); not used again.
-        self.corrupt: dict[str, str] = {}
+        #: (file, storage element) -> why its replica is corrupt (found by a read to the
+        #: end); not read again by this filesystem.
+        self.corrupt: dict[tuple[DID, str], str] = {}
 
     # -- paths ----------------------------------------------------------------------------
 
@@ -186,13 +187,9 @@ class RucioFileSystem(AbstractFileSystem):  # type: ignore[misc]
         info, choice = self._lookup(did, replicas=True)
         if choice is None:
             raise InvalidRequest(f"{did} is a {info['did_type']}, not a file.", "Open its files.")
-        sources = [s for s in choice.sources if s.url not in self.corrupt]
-        skipped = list(choice.skipped)
-        skipped += [
-            Skipped(str(s.rse), self.corrupt[s.url])
-            for s in choice.sources
-            if s.url in self.corrupt
-        ]
+        bad = {rse: why for (d, rse), why in self.corrupt.items() if d == did}
+        sources = [s for s in choice.sources if s.rse not in bad]
+        skipped = [*choice.skipped, *(Skipped(rse, why) for rse, why in bad.items())]
         cached = self.access.cache.get(choice.file)
         if cached is not None and not any(s.kind != "remote" for s in sources):
             sources.insert(
@@ -401,7 +398,7 @@ class RucioFile(AbstractBufferedFile):  # type: ignore[misc]
                         f"{self.source.rse}: adler32 {adler}, catalogue says {expected}"
                     )
                     self.choice.failures.append((self.source, reason))
-                    self.fs.corrupt[self.source.url] = reason
+                    self.fs.corrupt[(self.choice.file.did, str(self.source.rse))] = reason
                     raise StorageError(
                         "corrupt",
                         reason,

@@ -171,9 +171,9 @@ class HTTPReader(Reader):
             ) from exc
         if response.status_code in (401, 403):
             response.close()
+            what = "your storage token" if self._token else "access without a token"
             raise StorageError(
-                "denied",
-                f"{self.label} refused your storage token (HTTP {response.status_code})",
+                "denied", f"{self.label} refused {what} (HTTP {response.status_code})"
             )
         if response.status_code == 404:
             response.close()
@@ -265,9 +265,8 @@ class RootReader(Reader):
             return
         errno = int(getattr(status, "errno", 0) or 0)
         if errno == 3010:
-            raise StorageError(
-                "denied", f"{self.label} refused your storage token (permission denied)"
-            )
+            what = "your storage token" if self._token else "access without a token"
+            raise StorageError("denied", f"{self.label} refused {what} (permission denied)")
         if errno == 3011:
             raise StorageError("missing", f"{self.label} has no such file")
         if getattr(status, "fatal", False) or getattr(status, "code", 0) in (
@@ -401,9 +400,12 @@ def download(
         If no source gives the right bytes; nothing is left at ``destination``.
     """
     file = choice.file
+    corrupt: set[str | None] = set()
     for source in choice.sources:
         if source.kind == "cache" and source.path == destination:
             return source
+        if source.kind == "remote" and source.rse in corrupt:
+            continue  # the same bytes over another protocol
         reader: Reader | None = None
         try:
             reader = open_source(lake, source)
@@ -420,6 +422,7 @@ def download(
             choice.failures.append((source, exc.message))
         except ValueError as exc:  # size or checksum differ: a corrupt replica
             choice.failures.append((source, scrub(str(exc))))
+            corrupt.add(source.rse)
         except OSError as exc:
             choice.failures.append((source, scrub(f"{type(exc).__name__}: {exc}")))
         finally:
@@ -437,7 +440,10 @@ def read_verified(lake: Lake, choice: Choice) -> bytes:
         If no source gives the right bytes.
     """
     file = choice.file
+    corrupt: set[str | None] = set()
     for source in choice.sources:
+        if source.kind == "remote" and source.rse in corrupt:
+            continue  # the same bytes over another protocol
         reader: Reader | None = None
         try:
             reader = open_source(lake, source)
@@ -462,6 +468,8 @@ def read_verified(lake: Lake, choice: Choice) -> bytes:
             return data
         except StorageError as exc:
             choice.failures.append((source, exc.message))
+            if exc.kind == "corrupt":
+                corrupt.add(source.rse)
         except OSError as exc:
             choice.failures.append((source, scrub(f"{type(exc).__name__}: {exc}")))
         finally:

@@ -234,7 +234,7 @@ def test_failover_when_a_storage_is_stopped(
     alice: LakeConfig, sample: Sample, embedded_lake: EmbeddedLake, tmp_path: Path
 ) -> None:
     quick = dataclasses.replace(alice, timeout=4.0)
-    fs = _fs(quick, tmp_path)
+    fs = _fs(quick, tmp_path, protocols=["davs", "root"])  # XRootD's, not the demo http
     first = fs.choice(sample.url("fits")).sources[0].rse
     pid = embedded_lake._pid(f"xrootd-{first}")
     assert pid is not None
