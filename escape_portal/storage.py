@@ -18,13 +18,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import itertools
 import os
 import re
 import shutil
 import subprocess
 import threading
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 from urllib.parse import quote
@@ -38,6 +41,8 @@ from escape_portal.replicas import Choice, NotAvailableHere, Source
 
 #: Bytes asked for per request when a whole replica is streamed.
 CHUNK = 8 * 2**20
+#: Blocks asked for ahead over root:// while one is checked and written.
+PREFETCH = 3
 Failure = Literal["denied", "missing", "down", "corrupt", "error"]
 
 
@@ -258,7 +263,6 @@ class RootReader(Reader):
         status, stat = self._file.stat(timeout=self.timeout)
         self._check(status)
         self.size = int(stat.size)
-        self._lock = threading.Lock()
 
     def _check(self, status: Any) -> None:
         if status.ok:
@@ -286,10 +290,25 @@ class RootReader(Reader):
     def read_range(self, start: int, end: int) -> bytes:  # noqa: D102
         if end <= start:
             return b""
-        with self._lock:
-            status, data = self._file.read(start, end - start, timeout=self.timeout)
+        status, data = self._file.read(start, end - start, timeout=self.timeout)
         self._check(status)
         return bytes(data)
+
+    def stream(self, chunk: int = CHUNK) -> Iterator[bytes]:
+        """The whole replica, with the next blocks already asked for while one is used."""
+        size = self.size or 0
+        offsets = iter(range(0, size, chunk))
+        with ThreadPoolExecutor(PREFETCH, thread_name_prefix="escape-xrootd") as pool:
+            pending: deque[Future[bytes]] = deque()
+            for offset in itertools.islice(offsets, PREFETCH):
+                pending.append(pool.submit(self.read_range, offset, min(size, offset + chunk)))
+            while pending:
+                block = pending.popleft().result()
+                following = next(offsets, None)
+                if following is not None:
+                    end = min(size, following + chunk)
+                    pending.append(pool.submit(self.read_range, following, end))
+                yield block
 
     def close(self) -> None:  # noqa: D102
         with contextlib.suppress(Exception):  # closing a broken connection
