@@ -35,14 +35,14 @@ from urllib.parse import quote
 import requests
 
 from escape_portal.errors import AuthenticationFailed, LakeError
-from escape_portal.integrity import write_verified
+from escape_portal.integrity import write_blocks_verified
 from escape_portal.lake import Lake
 from escape_portal.replicas import Choice, NotAvailableHere, Source
 
 #: Bytes asked for per request when a whole replica is streamed.
 CHUNK = 8 * 2**20
 #: Blocks asked for ahead over root:// while one is checked and written.
-PREFETCH = 3
+PREFETCH = 6
 Failure = Literal["denied", "missing", "down", "corrupt", "error"]
 
 
@@ -101,6 +101,22 @@ class Reader:
 
     def close(self) -> None:
         """Release the connection or file."""
+
+    def prefetched(self, chunk: int = CHUNK) -> Iterator[bytes]:
+        """The whole replica by ranges, the next blocks asked for while one is used."""
+        size = self.size or 0
+        offsets = iter(range(0, size, chunk))
+        with ThreadPoolExecutor(PREFETCH, thread_name_prefix="escape-read") as pool:
+            pending: deque[Future[bytes]] = deque()
+            for offset in itertools.islice(offsets, PREFETCH):
+                pending.append(pool.submit(self.read_range, offset, min(size, offset + chunk)))
+            while pending:
+                block = pending.popleft().result()
+                following = next(offsets, None)
+                if following is not None:
+                    end = min(size, following + chunk)
+                    pending.append(pool.submit(self.read_range, following, end))
+                yield block
 
 
 class FileReader(Reader):
@@ -198,7 +214,7 @@ class HTTPReader(Reader):
         return data
 
     def stream(self, chunk: int = CHUNK) -> Iterator[bytes]:  # noqa: D102
-        response = self._request("GET", {}, stream=True)
+        response = self._request("GET", {}, stream=True)  # one GET beats parallel ranges here
         try:
             raw = response.raw
             raw.decode_content = True
@@ -247,6 +263,9 @@ def x509_cert_dir(ca_cert: str | None) -> None:
 class RootReader(Reader):
     """A replica over ``root://`` with XRootD's client (token in the ``authz`` CGI)."""
 
+    def stream(self, chunk: int = CHUNK) -> Iterator[bytes]:  # noqa: D102
+        return self.prefetched(chunk)
+
     def __init__(self, url: str, token: str | None, timeout: float, label: str) -> None:
         from XRootD.client.flags import OpenFlags
 
@@ -293,22 +312,6 @@ class RootReader(Reader):
         status, data = self._file.read(start, end - start, timeout=self.timeout)
         self._check(status)
         return bytes(data)
-
-    def stream(self, chunk: int = CHUNK) -> Iterator[bytes]:
-        """The whole replica, with the next blocks already asked for while one is used."""
-        size = self.size or 0
-        offsets = iter(range(0, size, chunk))
-        with ThreadPoolExecutor(PREFETCH, thread_name_prefix="escape-xrootd") as pool:
-            pending: deque[Future[bytes]] = deque()
-            for offset in itertools.islice(offsets, PREFETCH):
-                pending.append(pool.submit(self.read_range, offset, min(size, offset + chunk)))
-            while pending:
-                block = pending.popleft().result()
-                following = next(offsets, None)
-                if following is not None:
-                    end = min(size, following + chunk)
-                    pending.append(pool.submit(self.read_range, following, end))
-                yield block
 
     def close(self) -> None:  # noqa: D102
         with contextlib.suppress(Exception):  # closing a broken connection
@@ -380,26 +383,6 @@ def unreadable(choice: Choice, doing: str) -> LakeError:
     return ReplicaUnreadable(f"{doing} {choice.file.did} failed: {reasons}.", hint)
 
 
-class _Chunks:
-    """A file-like ``read(n)`` over a reader's blocks (what :func:`write_verified` takes)."""
-
-    def __init__(self, blocks: Iterator[bytes]) -> None:
-        self._blocks = blocks
-        self._rest = b""
-
-    def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self._rest) < n:
-            block = next(self._blocks, None)
-            if block is None:
-                break
-            self._rest = self._rest + block if self._rest else block
-        if n < 0:
-            out, self._rest = self._rest, b""
-        else:
-            out, self._rest = self._rest[:n], self._rest[n:]
-        return out
-
-
 def download(
     lake: Lake,
     choice: Choice,
@@ -428,8 +411,8 @@ def download(
         reader: Reader | None = None
         try:
             reader = open_source(lake, source)
-            write_verified(
-                _Chunks(reader.stream()),  # type: ignore[arg-type]
+            write_blocks_verified(
+                reader.stream(),
                 destination,
                 expected_bytes=file.bytes,
                 expected_adler32=file.adler32,
