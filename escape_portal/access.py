@@ -1,18 +1,21 @@
-"""Open lake files in the notebook.
+"""Open lake files in the notebook: the one data path of the CLI, REST API, kernel and widgets.
 
-For each file, the first that works:
+For each file, the first that works, in the order :mod:`escape_portal.replicas` chooses:
 
 1. **mounted**: a replica on the storage element mounted into the compute (a local path,
    read in place);
 2. **cache**: a copy already in the portal's download cache (size checked);
-3. **download**: a replica readable from here (a local ``file://`` path, or ``http(s)``)
-   is copied into the cache — streamed, adler32-verified, renamed into place only when
-   complete, so an interrupted download never looks complete. The cache is bounded:
-   least recently used files go first.
+3. **download**: the nearest replica over the protocol that fits the compute
+   (``root://``, ``davs://``/``https://`` with a storage-audience token, ``file://`` on the
+   compute's own site) is copied into the cache — streamed, adler32-verified on the way,
+   renamed into place only when complete, so an interrupted download never looks
+   complete; on an error (storage down, 403, checksum mismatch) the next replica. The
+   cache is bounded: least recently used files go first. Collections download several
+   files at once.
 
-Instead of downloading, a remote replica offered over HTTP(S) can be **streamed**
-(``open(did, stream=True)``, ``fits(did, stream=True)``): fsspec reads it by byte ranges,
-so one FITS header costs a few blocks, not the file.
+Instead of downloading, a remote replica can be **streamed** (``open(did, stream=True)``,
+``fits(did, stream=True)``) through the ``rucio://`` filesystem
+(:mod:`escape_portal.rucio_fs`): byte ranges, so one FITS header costs a few blocks.
 
 Readers return astropy objects: :meth:`Access.fits` (an ``HDUList``), :meth:`Access.table`.
 
@@ -26,30 +29,32 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
 import requests
 
 from escape_portal.errors import LakeError, NotFound
-from escape_portal.integrity import copy_verified, write_verified
+from escape_portal.integrity import write_verified
 from escape_portal.lake import DID, FileInfo, FileReplicas, Lake
 from escape_portal.lake.models import as_did
+from escape_portal.replicas import Choice, NotAvailableHere, ReplicaChooser, Way
+from escape_portal.storage import download, unreadable
+from escape_portal.topology import Topology
+
+__all__ = ["Access", "Cache", "Located", "NotAvailableHere"]
 
 DEFAULT_CACHE_LIMIT = 10 * 2**30
 DOWNLOAD_TIMEOUT = 60.0
 #: Bytes fetched per range request when streaming.
 STREAM_BLOCK = 256 * 1024
-
-
-class NotAvailableHere(LakeError):
-    """No replica of a file can be read from this machine."""
-
-    exit_code = 8
-    http_status = 409
+#: Files downloaded at once.
+DEFAULT_WORKERS = 4
 
 
 def default_cache_limit() -> int:
@@ -184,17 +189,20 @@ class Cache:
         return freed
 
 
-Way = Literal["mounted", "cache", "download"]
-
-
 @dataclass(frozen=True)
 class Located:
-    """How one file will be read here."""
+    """How one file will be read here (the first source of its :class:`Choice`)."""
 
     file: FileInfo
     way: Way
     path: Path | None
     source: str | None = None
+    choice: Choice | None = None
+
+    @property
+    def reason(self) -> str:
+        """Why it is read from there, in the user's words."""
+        return self.choice.explain() if self.choice else ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -204,11 +212,12 @@ class Located:
             "way": self.way,
             "path": str(self.path) if self.path else None,
             "source": self.source,
+            "reason": self.reason,
         }
 
 
 class Access:
-    """Reading lake files from this session.
+    """Reading lake files from this session: the one data path.
 
     Parameters
     ----------
@@ -225,6 +234,15 @@ class Access:
         the storage element publishes one, else at ``mount_path`` + the replica's path
         below the storage element's protocol prefix (e.g. an EOS or CephFS mount of a
         storage Rucio reaches over ``root://`` or ``davs://``).
+    compute_site
+        The compute's site (default: configured, else detected).
+    protocols
+        Read remote replicas only over these protocols, in this order (e.g.
+        ``("root",)``); default: by LAN/WAN (:mod:`escape_portal.replicas`).
+    workers
+        Files downloaded at once by :meth:`paths`.
+    topology
+        The topology the replicas are ranked by (default: loaded on first need).
     """
 
     def __init__(
@@ -233,52 +251,77 @@ class Access:
         cache: Cache | None = None,
         mounted_rse: str | None = None,
         mount_path: str | Path | None = None,
+        *,
+        compute_site: str | None = None,
+        protocols: Sequence[str] | None = None,
+        workers: int = DEFAULT_WORKERS,
+        topology: Topology | None = None,
     ) -> None:
         self.lake = lake
         self.cache = cache or Cache(default_cache_dir(), default_cache_limit())
         self.mounted_rse = mounted_rse or lake.config.mounted_rse
         mount = mount_path or lake.config.mount_path
         self.mount_path = Path(mount).expanduser() if mount else None
+        self.workers = max(1, workers)
+        self.chooser = ReplicaChooser(
+            lake,
+            compute_site=compute_site,
+            mounted=self._mounted,
+            mounted_rse=self.mounted_rse,
+            cached=self.cache.get,
+            protocols=protocols,
+            topology=topology,
+        )
+        self._room = threading.Lock()
+        self._fs: Any = None
 
-    def _files(self, did: DID) -> list[FileInfo]:
-        info = self.lake.info(did)
+    # -- which replica ------------------------------------------------------------------
+
+    def choices(self, did: DID | str) -> list[Choice]:
+        """The replica choice of each file of ``did`` (two Rucio requests for a file DID).
+
+        Raises
+        ------
+        NotFound
+            If ``did`` does not exist.
+        """
+        d = as_did(did)
+        info = self.lake.info(d)
         if info.type == "file":
-            file = next(iter(self.lake.files(did)), None)
-            if file is None:
-                raise NotFound(f"No such file: {did}.")
-            return [file]
-        return list(self.lake.files(did))
+            rows = list(self.lake.file_replicas([d]))
+            if not rows:
+                raise NotFound(f"No such file: {d}.")
+            rep = rows[0]
+            file = FileInfo(d.scope, d.name, int(rep.bytes or info.bytes or 0), rep.adler32)
+            return [self.chooser.choose(file, rep)]
+        files = list(self.lake.files(d))
+        replicas = {(r.scope, r.name): r for r in self.lake.file_replicas(f.did for f in files)}
+        return [self.chooser.choose(f, replicas.get((f.scope, f.name))) for f in files]
+
+    def where(self, did: DID | str) -> list[Choice]:
+        """Where each file of ``did`` is read from here and why (same as :meth:`choices`)."""
+        return self.choices(did)
 
     def locate(self, did: DID | str) -> list[Located]:
-        """How each file of ``did`` would be read here (one replica look-up per 100 files)."""
-        files = self._files(as_did(did))
-        replicas = {(r.scope, r.name): r for r in self.lake.file_replicas(f.did for f in files)}
-        return [self._locate(f, replicas.get((f.scope, f.name))) for f in files]
+        """How each file of ``did`` would be read here (one replica look-up per 100 files).
+
+        Raises
+        ------
+        NotAvailableHere
+            If a file has no replica readable from here.
+        """
+        return [self._located(c) for c in self.choices(did)]
 
     def _locate(self, file: FileInfo, replicas: FileReplicas | None) -> Located:
-        states = replicas.states if replicas else {}
-        if self.mounted_rse and states.get(self.mounted_rse) == "AVAILABLE" and replicas:
-            path = self._mounted(replicas, self.mounted_rse)
-            if path is not None:
-                return Located(file, "mounted", path)
-        cached = self.cache.get(file)
-        if cached:
-            return Located(file, "cache", cached)
-        for rse, state in sorted(states.items()):
-            if state != "AVAILABLE" or replicas is None:
-                continue
-            local = replicas.local_path(rse)
-            if local is not None and local.is_file():
-                return Located(file, "download", None, str(local))
-            url = replicas.url(rse)
-            if url:
-                return Located(file, "download", None, url)
-        raise NotAvailableHere(
-            f"No replica of {file.did} can be read from this machine"
-            + (f" (replicas at {', '.join(sorted(states))})" if states else "")
-            + ".",
-            f"Bring it near your compute: escape-portal make-available {file.did}",
-        )
+        return self._located(self.chooser.choose(file, replicas))
+
+    def _located(self, choice: Choice) -> Located:
+        best = choice.best
+        if best is None:
+            raise unreadable(choice, "Reading")
+        if best.kind == "remote":
+            return Located(choice.file, "download", None, best.url, choice)
+        return Located(choice.file, best.kind, best.path, None, choice)
 
     def _mounted(self, replicas: FileReplicas, rse: str) -> Path | None:
         """The replica's path on the storage mounted here, if it is there."""
@@ -301,10 +344,51 @@ class Access:
                         return candidate
         return None
 
+    # -- local paths --------------------------------------------------------------------
+
     def paths(self, did: DID | str, *, on_bytes: Callable[[int], None] | None = None) -> list[Path]:
-        """Local paths of every file of ``did``: mounted, cached, or downloaded now."""
-        located = self.locate(did)
-        return [self._fetch(item, on_bytes) for item in located]
+        """Local paths of every file of ``did``: mounted, cached, or downloaded now.
+
+        Downloads run ``workers`` at a time, each verified and atomic, each trying the
+        next replica on an error.
+        """
+        return self.fetch_all([item.choice for item in self.locate(did) if item.choice], on_bytes)
+
+    def fetch_all(
+        self, choices: list[Choice], on_bytes: Callable[[int], None] | None = None
+    ) -> list[Path]:
+        """Local paths of the files of ``choices``, downloading (in parallel) what is remote."""
+        remote = [c for c in choices if c.way == "download"]
+        if len(remote) <= 1 or self.workers == 1:
+            return [self.fetch(c, on_bytes) for c in choices]
+        lock = threading.Lock()
+
+        def progress(n: int) -> None:
+            if on_bytes is not None:
+                with lock:
+                    on_bytes(n)
+
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="escape-download") as pool:
+            return list(pool.map(lambda c: self.fetch(c, progress), choices))
+
+    def fetch(self, choice: Choice, on_bytes: Callable[[int], None] | None = None) -> Path:
+        """A local path of the file of ``choice``: mounted or cached, else downloaded.
+
+        Raises
+        ------
+        LakeError
+            If no replica gives the right bytes (nothing incomplete is kept).
+        """
+        best = choice.best
+        if best is None:
+            raise unreadable(choice, "Reading")
+        if best.kind != "remote" and best.path is not None:
+            return best.path
+        target = self.cache.path_for(choice.file)
+        with self._room:
+            self.cache.make_room(choice.file.bytes)
+        download(self.lake, choice, target, on_bytes=on_bytes)
+        return target
 
     def path(self, did: DID | str) -> Path:
         """Local path of one file DID.
@@ -319,82 +403,36 @@ class Access:
             raise LakeError(f"{did} holds {len(found)} files.", "Use paths() for collections.")
         return found[0]
 
-    def _fetch(self, item: Located, on_bytes: Callable[[int], None] | None) -> Path:
-        if item.path is not None:
-            return item.path
-        assert item.source is not None
-        target = self.cache.path_for(item.file)
-        self.cache.make_room(item.file.bytes)
-        try:
-            if item.source.startswith(("http://", "https://")):
-                with requests.get(item.source, stream=True, timeout=DOWNLOAD_TIMEOUT) as response:
-                    response.raise_for_status()
-                    response.raw.decode_content = True
-                    write_verified(
-                        response.raw,
-                        target,
-                        expected_bytes=item.file.bytes,
-                        expected_adler32=item.file.adler32,
-                        label=str(item.file.did),
-                        on_bytes=on_bytes,
-                    )
-            else:
-                copy_verified(
-                    Path(item.source),
-                    target,
-                    expected_bytes=item.file.bytes,
-                    expected_adler32=item.file.adler32,
-                )
-                if on_bytes:
-                    on_bytes(item.file.bytes)
-        except (OSError, ValueError, requests.RequestException) as exc:
-            raise LakeError(
-                f"Downloading {item.file.did} failed: {exc}",
-                "Nothing incomplete was kept; try again, or make the data available near compute.",
-            ) from exc
-        return target
+    # -- reading ------------------------------------------------------------------------
+
+    def filesystem(self) -> Any:
+        """The ``rucio://`` filesystem of this access (same lake, cache, mount and choice).
+
+        See :class:`escape_portal.rucio_fs.RucioFileSystem`.
+        """
+        from escape_portal.rucio_fs import RucioFileSystem
+
+        if self._fs is None:
+            self._fs = RucioFileSystem(access=self, skip_instance_cache=True)
+        return self._fs
 
     def open(self, did: DID | str, *, stream: bool = False) -> BinaryIO:
         """A binary file object of one file DID.
 
-        With ``stream=True`` a file that is neither mounted nor cached is read over its
-        storage's HTTP(S) protocol with range requests (through fsspec) instead of being
+        With ``stream=True`` a file that is neither mounted nor cached is read from its
+        replica by byte ranges (``root://``, ``davs://``, ``https://``) instead of being
         downloaded first: reading a header fetches a few blocks, not the file.
         """
         if stream:
-            url = self.stream_url(did)
-            if url is not None:
-                import fsspec
-
-                handle: BinaryIO = fsspec.open(url, mode="rb", block_size=STREAM_BLOCK).open()
-                return handle
+            d = as_did(did)
+            handle: BinaryIO = self.filesystem().open(
+                f"rucio://{d.scope}/{d.name}", "rb", block_size=STREAM_BLOCK
+            )
+            return handle
         return self.path(did).open("rb")
 
-    def stream_url(self, did: DID | str) -> str | None:
-        """The URL to stream one file DID from, or ``None`` if it is mounted or cached here.
-
-        Raises
-        ------
-        NotAvailableHere
-            If no replica is mounted, cached or offered over HTTP(S).
-        """
-        d = as_did(did)
-        [file] = self._files(d)
-        replicas = next(iter(self.lake.file_replicas([d])), None)
-        located = self._locate(file, replicas)
-        if located.path is not None or replicas is None:
-            return None
-        for rse, state in sorted(replicas.states.items()):
-            url = replicas.url(rse) if state == "AVAILABLE" else None
-            if url:
-                return url
-        raise NotAvailableHere(
-            f"No replica of {d} can be streamed (none is offered over HTTP(S)).",
-            f"Download it (escape-portal open {d}) or make it available near compute.",
-        )
-
     def fits(self, did: DID | str, *, stream: bool = False) -> Any:
-        """An ``astropy.io.fits.HDUList`` of one FITS file DID (lazy).
+        """An ``astropy.io.fits.HDUList`` of one file DID (lazy).
 
         Local files are memory-mapped; with ``stream=True`` a remote one is read by byte
         ranges, so only the HDUs you touch are fetched.
@@ -402,14 +440,7 @@ class Access:
         from astropy.io import fits
 
         if stream:
-            url = self.stream_url(did)
-            if url is not None:
-                return fits.open(
-                    url,
-                    use_fsspec=True,
-                    lazy_load_hdus=True,
-                    fsspec_kwargs={"block_size": STREAM_BLOCK},
-                )
+            return fits.open(self.open(did, stream=True), lazy_load_hdus=True)
         return fits.open(self.path(did), memmap=True, lazy_load_hdus=True)
 
     def table(self, did: DID | str, hdu: int | str = 1) -> Any:

@@ -351,14 +351,24 @@ def _near_compute(lake: Lake, args: argparse.Namespace) -> tuple[Any, str | None
 
 def cmd_where(args: argparse.Namespace) -> int:
     """Where a DID is, how far from the compute, and what make-available would do."""
+    from escape_portal.access import Access
     from escape_portal.placement import plan
 
     lake = _lake(args)
     topology, site = _near_compute(lake, args)
-    placement = plan(lake, topology, DID.parse(args.did), site)
+    did = DID.parse(args.did)
+    placement = plan(lake, topology, did, site)
+    read = None
+    if lake.info(did).type == "file":  # which replica this session reads, and why
+        read = Access(lake, compute_site=site, topology=topology).where(did)[0]
 
     def text() -> str:
         lines = [placement.summary, ""]
+        if read is not None:
+            lines += [f"Read from here: {read.explain()}", ""]
+            rows = [(s.rse or "cache", s.scheme, s.reason) for s in read.sources]
+            rows += [(s.rse, "-", f"left out: {s.reason}") for s in read.skipped]
+            lines += [table(rows, ["storage", "protocol", "why"]), ""]
         if placement.sources:
             lines.append("Replicas (best source first):")
             lines.append(
@@ -384,7 +394,7 @@ def cmd_where(args: argparse.Namespace) -> int:
         lines += [f"warning: {w}" for w in placement.warnings]
         return "\n".join(lines)
 
-    _emit(args, placement.to_dict(), text)
+    _emit(args, {**placement.to_dict(), "read": read.to_dict() if read else None}, text)
     return 0
 
 

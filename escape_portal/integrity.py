@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -56,6 +56,32 @@ def write_verified(
     ValueError
         If size or checksum differ; nothing is left at ``destination``.
     """
+    write_blocks_verified(
+        iter(lambda: stream.read(_BUFFER), b""),
+        destination,
+        expected_bytes=expected_bytes,
+        expected_adler32=expected_adler32,
+        label=label,
+        on_bytes=on_bytes,
+    )
+
+
+def write_blocks_verified(
+    blocks: Iterable[bytes],
+    destination: Path,
+    *,
+    expected_bytes: int | None,
+    expected_adler32: str | None,
+    label: str = "",
+    on_bytes: Callable[[int], None] | None = None,
+) -> None:
+    """:func:`write_verified` for bytes that come as blocks (no copy into a buffer).
+
+    Raises
+    ------
+    ValueError
+        If size or checksum differ; nothing is left at ``destination``.
+    """
     label = label or str(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:8]}.part")
@@ -63,7 +89,7 @@ def write_verified(
     size = 0
     try:
         with partial.open("wb") as out:
-            while block := stream.read(_BUFFER):
+            for block in blocks:
                 checksum = zlib.adler32(block, checksum)
                 size += len(block)
                 out.write(block)

@@ -26,9 +26,17 @@ MAX_DIDS = 100
 
 
 def placement(service: PortalService, did: DID) -> dict[str, Any]:
-    """Where ``did`` would be read from, and what make-available would do, with reasons."""
+    """Where ``did`` would be read from, and what make-available would do, with reasons.
+
+    For a file, ``read`` is the replica choice of :mod:`escape_portal.replicas` (which
+    replica and protocol this session reads, and why), as ``escape-portal where`` shows.
+    """
     topology, site = service.topology()
-    return plan(service.lake, topology, did, site).to_dict()
+    answer = plan(service.lake, topology, did, site).to_dict()
+    answer["read"] = None
+    if service.lake.info(did).type == "file":
+        answer["read"] = service.access().where(did)[0].to_dict()
+    return answer
 
 
 def request_replicas(

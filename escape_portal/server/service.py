@@ -247,15 +247,14 @@ class PortalService:
         """Access to files, with the configured download cache."""
         root = Path(self.settings.cache_dir).expanduser() if self.settings.cache_dir else None
         limit = self.settings.cache_limit
-        if root is None and limit is None:
-            return Access(self.lake)
-        return Access(
-            self.lake,
-            Cache(
+        topology, site = self.topology()  # the replica choice ranks by it (cached)
+        cache = None
+        if root is not None or limit is not None:
+            cache = Cache(
                 root or default_cache_dir(),
                 limit if limit is not None else default_cache_limit(),
-            ),
-        )
+            )
+        return Access(self.lake, cache, compute_site=site, topology=topology)
 
     def vo_registry_url(self) -> str | None:
         """RegTAP endpoint: the setting, ``$IVOA_REGISTRY``, else the lake's own VO endpoint."""

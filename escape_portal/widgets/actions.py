@@ -209,14 +209,14 @@ _WAYS = {
 def opened_html(opened: Opened) -> str:
     """Paths of an opened DID, how each is read, and the FITS preview."""
     rows = [
-        (str(item.file.did), _WAYS.get(item.way, item.way), str(path))
+        (str(item.file.did), _WAYS.get(item.way, item.way), item.reason, str(path))
         for item, path in zip(opened.located, opened.paths, strict=True)
     ]
     parts = [
         f"<div><b>{markup.text(opened.did)}</b>: {len(rows)} file(s). "
         "In code: <code>Access(lake).paths("
         f"'{markup.text(opened.did)}')</code></div>",
-        markup.table(rows[:50], ["file", "how", "path"], css="escape-portal-paths"),
+        markup.table(rows[:50], ["file", "how", "why", "path"], css="escape-portal-paths"),
     ]
     if len(rows) > 50:
         parts.append(markup.muted(f"... and {len(rows) - 50} more."))

@@ -295,3 +295,18 @@ async def test_the_rest_api_uploads_files_of_the_server_folder(
     assert str(jp_root_dir) not in json.dumps(body)
     status, body = await post_json(jp_fetch, "upload", {"paths": ["../outside.dat"]})
     assert status == 400 and "outside the server's folder" in body["error"]["message"]
+
+
+def test_fsspec_put_writes_through_the_rucio_filesystem(
+    alice: Lake, embedded_lake: EmbeddedLake, tmp_path: Path
+) -> None:
+    from escape_portal.rucio_fs import RucioFileSystem
+
+    path, data = _write(tmp_path, "result.dat", 4096)
+    did = DID("user.alice", _unique("fsspec-put") + ".dat")
+    fs = RucioFileSystem(lake=alice, cache_dir=str(tmp_path / "cache"))
+    fs.put(str(path), f"rucio://{did.scope}/{did.name}")
+    assert fs.info(f"rucio://{did.scope}/{did.name}")["size"] == len(data)
+    assert fs.cat_file(f"rucio://{did.scope}/{did.name}") == data
+    fs.put(str(path), f"rucio://{did.scope}/{did.name}")  # the same bytes again: no change
+    assert len(alice.rules(did)) == 1
