@@ -42,7 +42,7 @@ from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
 from escape_portal.access import Access, Cache, default_cache_dir, default_cache_limit
 from escape_portal.config import LakeConfig, select_instance
-from escape_portal.errors import InvalidRequest, LakeError, NotFound
+from escape_portal.errors import InvalidRequest, NotFound
 from escape_portal.integrity import copy_verified
 from escape_portal.lake import DID, FileInfo, Lake
 from escape_portal.replicas import Choice, Skipped, Source
