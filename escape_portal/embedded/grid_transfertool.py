@@ -13,16 +13,13 @@ the embedded conveyor is a service of the lake itself and signs one per copy wit
 lake's issuer key (:mod:`escape_portal.embedded.tokens`), for the audiences of both
 storage elements and the scopes ``storage.read:/ storage.modify:/``, valid ten minutes.
 
-Registered under the name ``gfal`` (:func:`register`), beside ``posix``; job state is
-kept the same way as :mod:`escape_portal.embedded.transfertool`'s.
+Registered under the name ``gfal`` (:func:`register`), beside ``posix``; jobs are run
+and their outcomes kept by :mod:`escape_portal.embedded.transfertool`'s job loop.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rucio.transfertool.transfertool import TransferToolBuilder
@@ -38,31 +35,20 @@ def _lake_paths() -> LakePaths:
     return LakePaths(posix.transfer_dir().parent)
 
 
-def run_job(job_id: str, items: list[dict[str, Any]]) -> None:
-    """Copy each item in turn; append its outcome to the job's JSON-lines file."""
+def _copy_grid(item: Mapping[str, Any]) -> str | None:
+    """Copy one item with gfal2; the reason of a failure, else ``None``."""
     paths = _lake_paths()
-    log_path = posix.transfer_dir() / f"{job_id}.jsonl"
     try:
-        for item in items:
-            started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-            outcome: dict[str, Any] = {"request_id": item["request_id"], "ok": True, "error": None}
-            try:
-                copy(
-                    item["source"],
-                    item["destination"],
-                    token=copy_token(paths, item["source"], item["destination"]),
-                    adler32=item["adler32"],
-                    cert_dir=paths.pki / "certificates",
-                )
-            except (GridCopyError, OSError, ValueError, KeyError) as exc:
-                outcome.update(ok=False, error=str(exc))
-            outcome["started_at"] = started.isoformat()
-            outcome["finished_at"] = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat()
-            with log_path.open("a") as handle:
-                handle.write(json.dumps(outcome) + "\n")
-    finally:
-        with posix._ACTIVE_LOCK:
-            posix._ACTIVE.discard(job_id)
+        copy(
+            item["source"],
+            item["destination"],
+            token=copy_token(paths, item["source"], item["destination"]),
+            adler32=item["adler32"],
+            cert_dir=paths.pki / "certificates",
+        )
+    except (GridCopyError, OSError, ValueError, KeyError) as exc:
+        return str(exc)
+    return None
 
 
 class GridTransfertool(posix.PosixTransfertool):
@@ -85,7 +71,6 @@ class GridTransfertool(posix.PosixTransfertool):
         self, transfers: Iterable[Any], job_params: dict[str, str], timeout: int | None = None
     ) -> str:
         """Queue the copies of ``transfers`` and return the job id."""
-        job_id = uuid.uuid4().hex
         items = [
             {
                 "request_id": t.rws.request_id,
@@ -96,11 +81,7 @@ class GridTransfertool(posix.PosixTransfertool):
             }
             for t in transfers
         ]
-        (posix.transfer_dir() / f"{job_id}.json").write_text(json.dumps(items))
-        with posix._ACTIVE_LOCK:
-            posix._ACTIVE.add(job_id)
-        posix._WORKERS.submit(run_job, job_id, items)
-        return job_id
+        return posix.queue_job(items, _copy_grid)
 
 
 def register() -> None:
