@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,8 +36,11 @@ from escape_portal.integrity import copy_verified
 
 EXTERNAL_NAME = "posix"
 _WORKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="posix-transfer")
-_ACTIVE: set[str] = set()
+#: Jobs being copied, and the event their worker sets when the job is done.
+_ACTIVE: dict[str, threading.Event] = {}
 _ACTIVE_LOCK = threading.Lock()
+#: Seconds a poll may wait, in all, for running jobs to finish (see ``bulk_query``).
+POLL_WAIT = 60.0
 
 
 def transfer_dir() -> Path:
@@ -102,7 +106,9 @@ def run_job(job_id: str, items: Sequence[Mapping[str, Any]], copy_one: CopyOne) 
                 handle.write(json.dumps(outcome) + "\n")
     finally:
         with _ACTIVE_LOCK:
-            _ACTIVE.discard(job_id)
+            done = _ACTIVE.pop(job_id, None)
+        if done is not None:
+            done.set()
 
 
 def queue_job(items: list[dict[str, Any]], copy_one: CopyOne) -> str:
@@ -110,7 +116,7 @@ def queue_job(items: list[dict[str, Any]], copy_one: CopyOne) -> str:
     job_id = uuid.uuid4().hex
     (transfer_dir() / f"{job_id}.json").write_text(json.dumps(items))
     with _ACTIVE_LOCK:
-        _ACTIVE.add(job_id)
+        _ACTIVE[job_id] = threading.Event()
     _WORKERS.submit(run_job, job_id, items, copy_one)
     return job_id
 
@@ -187,7 +193,20 @@ class PosixTransfertool(Transfertool):  # type: ignore[misc]
     def bulk_query(
         self, requests_by_eid: Mapping[str, Mapping[str, Any]], timeout: int | None = None
     ) -> dict[str, dict[str, PosixTransferStatusReport] | None]:
-        """Report the finished requests of each job; a job nobody runs any more is lost."""
+        """Report the finished requests of each job; a job nobody runs any more is lost.
+
+        A job still being copied is waited for (:data:`POLL_WAIT` seconds in all, or
+        ``timeout``) before it is answered: Rucio's poller marks the requests it polled and
+        does not poll them again for ten minutes (``get_and_mark_next``'s
+        ``processed_at_delay``), so a job answered half-done would leave its other half
+        waiting that long, although the copies take seconds.
+        """
+        deadline = time.monotonic() + (POLL_WAIT if timeout is None else min(timeout, POLL_WAIT))
+        for job_id in requests_by_eid:
+            with _ACTIVE_LOCK:
+                done = _ACTIVE.get(job_id)
+            if done is not None:
+                done.wait(max(0.0, deadline - time.monotonic()))
         response: dict[str, dict[str, PosixTransferStatusReport] | None] = {}
         for job_id, requests in requests_by_eid.items():
             outcomes = _read_outcomes(job_id)
