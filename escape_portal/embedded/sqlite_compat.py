@@ -26,6 +26,13 @@ when the catalogue is SQLite, in the embedded lake's own processes:
   (``ANALYZE``, under a second) gives the planner the figures; the bootstrap runs it at
   every start, after seeding. PostgreSQL keeps its own statistics (autovacuum).
 
+- **A disk flush per commit**: SQLite's default ``synchronous = FULL`` flushes the WAL at
+  every commit, and Rucio commits once per request at each step (submitter, poller,
+  finisher), all behind one write lock. :func:`normal_sync` sets ``synchronous =
+  NORMAL`` on every connection of the server and the daemons: in WAL mode a crash then
+  loses the last commits at most, never the catalogue's consistency, the same trade as
+  the PostgreSQL cluster's ``synchronous_commit = off``.
+
 Nothing here runs against other databases, nor in the portal's client.
 """
 
@@ -123,6 +130,23 @@ def immediate_reaper_marking() -> None:
         return immediate(*args, **kwargs)
 
     replica.list_and_mark_unlocked_replicas = list_and_mark_unlocked_replicas
+
+
+def normal_sync() -> None:
+    """``PRAGMA synchronous = NORMAL`` on each new SQLite connection (see the docstring)."""
+    if not _is_sqlite():
+        return
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            dbapi_connection.execute("PRAGMA synchronous = NORMAL")
+
+    if not event.contains(Engine, "connect", on_connect):
+        event.listen(Engine, "connect", on_connect)
 
 
 def analyze() -> bool:

@@ -5,11 +5,16 @@ Rucio's own application, with the SQLite adaptations of
 """
 
 from escape_portal.embedded.rucio_cache import reconnect_to_memcached
-from escape_portal.embedded.sqlite_compat import cap_or_chains, immediate_write_sessions
+from escape_portal.embedded.sqlite_compat import (
+    cap_or_chains,
+    immediate_write_sessions,
+    normal_sync,
+)
 
 reconnect_to_memcached()  # before Rucio's modules make their cache regions
 immediate_write_sessions()
 cap_or_chains()
+normal_sync()
 
 from rucio.web.rest.flaskapi.v1.main import application  # noqa: E402 - after the adaptations
 
