@@ -43,13 +43,14 @@ def main() -> int:
     parser.add_argument("--follow", choices=("notifications", "polling"), default="notifications")
     parser.add_argument("--files", type=int, help="a dataset of this many of its files instead")
     parser.add_argument("--offset", type=int, default=0, help="first file of --files")
+    parser.add_argument("--site", help="the compute site (default: the first not holding it)")
     args = parser.parse_args()
 
     _, lake = running_lake(args.data_dir)
     if args.files:
         args.dataset = _subset(lake, args.dataset, args.files, args.offset)
     held = {r.rse for r in lake.dataset_replicas(args.dataset) if r.available_files}
-    site = next((s for s in SITES if s.rse not in held), None)
+    site = next((s for s in SITES if s.rse not in held and args.site in (None, s.name)), None)
     if site is None:
         print(f"{args.dataset} is already everywhere; delete some rules first.")
         return 1
