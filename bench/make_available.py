@@ -9,16 +9,18 @@ The compute site is one whose storage does not yet hold the dataset, so each run
 Run with the embedded lake up::
 
     .venv/bin/python bench/make_available.py [--data-dir DIR] [--dataset scale:files-10k]
-        [--follow notifications|polling]
+        [--follow notifications|polling] [--files N --offset K]
 
 ``--follow`` chooses how progress is followed: Rucio's notifications from the lake's
 broker (default when the instance has one) or polling alone, to compare the requests
-each costs.
+each costs. ``--files N`` makes a dataset of N files of ``--dataset`` (from its K-th file,
+``--offset``) and makes that available, to iterate on a smaller size.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from typing import Any
 
@@ -26,6 +28,7 @@ from running_lake import running_lake
 
 from escape_portal.embedded.sites import SITES
 from escape_portal.events import ProgressEvent, wait_for
+from escape_portal.lake import Lake
 from escape_portal.lake.auth import PortalClient
 from escape_portal.placement import make_available
 from escape_portal.topology import load_topology
@@ -38,11 +41,16 @@ def main() -> int:
     parser.add_argument("--dataset", default="scale:files-10k")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--follow", choices=("notifications", "polling"), default="notifications")
+    parser.add_argument("--files", type=int, help="a dataset of this many of its files instead")
+    parser.add_argument("--offset", type=int, default=0, help="first file of --files")
+    parser.add_argument("--site", help="the compute site (default: the first not holding it)")
     args = parser.parse_args()
 
     _, lake = running_lake(args.data_dir)
+    if args.files:
+        args.dataset = _subset(lake, args.dataset, args.files, args.offset)
     held = {r.rse for r in lake.dataset_replicas(args.dataset) if r.available_files}
-    site = next((s for s in SITES if s.rse not in held), None)
+    site = next((s for s in SITES if s.rse not in held and args.site in (None, s.name)), None)
     if site is None:
         print(f"{args.dataset} is already everywhere; delete some rules first.")
         return 1
@@ -96,6 +104,23 @@ def main() -> int:
     print(f"requests per file:                {calls / max(1, files):.4f}")
     lake.delete_rule(request.rule.id)
     return 0 if progress.state == "available" else 1
+
+
+def _subset(lake: Lake, dataset: str, files: int, offset: int) -> str:
+    """A dataset of ``files`` files of ``dataset`` from its ``offset``-th (made once)."""
+    scope, name = dataset.split(":", 1)
+    subset = f"{name}-part-{offset}-{files}"
+    known = {d.name for d in lake.dids(scope, subset, type="dataset")}
+    if subset not in known:
+        chosen = list(itertools.islice(lake.files(dataset), offset, offset + files))
+        lake.client.add_dataset(scope, subset)
+        for start in range(0, len(chosen), 1000):
+            lake.client.attach_dids(
+                scope,
+                subset,
+                [{"scope": f.scope, "name": f.name} for f in chosen[start : start + 1000]],
+            )
+    return f"{scope}:{subset}"
 
 
 if __name__ == "__main__":

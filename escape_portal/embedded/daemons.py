@@ -245,11 +245,18 @@ def main() -> int:
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(threadName)s %(message)s"
     )
     from escape_portal.embedded.rucio_cache import reconnect_to_memcached
-    from escape_portal.embedded.sqlite_compat import cap_or_chains, immediate_reaper_marking
+    from escape_portal.embedded.sqlite_compat import (
+        cap_or_chains,
+        immediate_reaper_marking,
+        narrow_replica_lookups,
+        normal_sync,
+    )
 
     reconnect_to_memcached()  # before Rucio's modules make their cache regions
     immediate_reaper_marking()  # before the reaper imports it
     cap_or_chains()
+    normal_sync()  # before the first connection
+    narrow_replica_lookups()
     daemons = _daemons()
     stopping = threading.Event()
 

@@ -295,6 +295,16 @@ class _LakeGrant:
             lifetime=lifetime,
             extra=extra,
         )
+        # What was issued to whom, never the token: the audit trail of the access log.
+        log.info(
+            "issued %s token: client %s, subject %s, audience %s, scope %r, %d s",
+            self.GRANT_TYPE,
+            client.client_id,
+            subject,
+            audience,
+            " ".join(wanted),
+            lifetime,
+        )
         result: dict[str, Any] = {
             "access_token": access,
             "token_type": "Bearer",

@@ -17,8 +17,9 @@ import datetime as dt
 import json
 import logging
 import threading
+import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,11 @@ from escape_portal.integrity import copy_verified
 
 EXTERNAL_NAME = "posix"
 _WORKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="posix-transfer")
-_ACTIVE: set[str] = set()
+#: Jobs being copied, and the event their worker sets when the job is done.
+_ACTIVE: dict[str, threading.Event] = {}
 _ACTIVE_LOCK = threading.Lock()
+#: Seconds a poll may wait, in all, for running jobs to finish (see ``bulk_query``).
+POLL_WAIT = 60.0
 
 
 def transfer_dir() -> Path:
@@ -75,30 +79,62 @@ class PosixTransferStatusReport(TransferStatusReport):  # type: ignore[misc]
         return {"protocol": "file", "reason": self.err_msg or ""}
 
 
-def _run_job(job_id: str, items: list[dict[str, Any]]) -> None:
+#: Copies one job item; returns ``None`` on success, else the reason of the failure.
+CopyOne = Callable[[Mapping[str, Any]], str | None]
+
+
+def run_job(job_id: str, items: Sequence[Mapping[str, Any]], copy_one: CopyOne) -> None:
+    """Copy each item in turn with ``copy_one``; append its outcome to the job's JSON lines.
+
+    The poller reads the outcomes back (:meth:`PosixTransfertool.bulk_query`); the job is
+    marked finished (no longer active) whatever happens, so that requests it did not reach
+    are reported interrupted rather than waited for.
+    """
     log_path = transfer_dir() / f"{job_id}.jsonl"
     try:
         for item in items:
             started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-            outcome: dict[str, Any] = {"request_id": item["request_id"], "ok": True, "error": None}
-            try:
-                copy_verified(
-                    Path(item["source"]),
-                    Path(item["destination"]),
-                    expected_bytes=item["bytes"],
-                    expected_adler32=item["adler32"],
-                )
-            except FileNotFoundError as exc:
-                outcome.update(ok=False, error=f"source file missing: {exc.filename}")
-            except (OSError, ValueError) as exc:
-                outcome.update(ok=False, error=str(exc))
-            outcome["started_at"] = started.isoformat()
-            outcome["finished_at"] = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat()
+            error = copy_one(item)
+            outcome = {
+                "request_id": item["request_id"],
+                "ok": error is None,
+                "error": error,
+                "started_at": started.isoformat(),
+                "finished_at": dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(),
+            }
             with log_path.open("a") as handle:
                 handle.write(json.dumps(outcome) + "\n")
     finally:
         with _ACTIVE_LOCK:
-            _ACTIVE.discard(job_id)
+            done = _ACTIVE.pop(job_id, None)
+        if done is not None:
+            done.set()
+
+
+def queue_job(items: list[dict[str, Any]], copy_one: CopyOne) -> str:
+    """Write a job's items, hand them to a copy worker, and return the new job's id."""
+    job_id = uuid.uuid4().hex
+    (transfer_dir() / f"{job_id}.json").write_text(json.dumps(items))
+    with _ACTIVE_LOCK:
+        _ACTIVE[job_id] = threading.Event()
+    _WORKERS.submit(run_job, job_id, items, copy_one)
+    return job_id
+
+
+def _copy_posix(item: Mapping[str, Any]) -> str | None:
+    """Copy one item between mounted folders, checking size and adler32."""
+    try:
+        copy_verified(
+            Path(item["source"]),
+            Path(item["destination"]),
+            expected_bytes=item["bytes"],
+            expected_adler32=item["adler32"],
+        )
+    except FileNotFoundError as exc:
+        return f"source file missing: {exc.filename}"
+    except (OSError, ValueError) as exc:
+        return str(exc)
+    return None
 
 
 def _read_outcomes(job_id: str) -> dict[str, dict[str, Any]] | None:
@@ -140,7 +176,6 @@ class PosixTransfertool(Transfertool):  # type: ignore[misc]
         self, transfers: Iterable[Any], job_params: dict[str, str], timeout: int | None = None
     ) -> str:
         """Queue the copies of ``transfers`` and return the job id."""
-        job_id = uuid.uuid4().hex
         items = []
         for transfer in transfers:
             rws = transfer.rws
@@ -153,16 +188,25 @@ class PosixTransfertool(Transfertool):  # type: ignore[misc]
                     "adler32": rws.adler32,
                 }
             )
-        (transfer_dir() / f"{job_id}.json").write_text(json.dumps(items))
-        with _ACTIVE_LOCK:
-            _ACTIVE.add(job_id)
-        _WORKERS.submit(_run_job, job_id, items)
-        return job_id
+        return queue_job(items, _copy_posix)
 
     def bulk_query(
         self, requests_by_eid: Mapping[str, Mapping[str, Any]], timeout: int | None = None
     ) -> dict[str, dict[str, PosixTransferStatusReport] | None]:
-        """Report the finished requests of each job; a job nobody runs any more is lost."""
+        """Report the finished requests of each job; a job nobody runs any more is lost.
+
+        A job still being copied is waited for (:data:`POLL_WAIT` seconds in all, or
+        ``timeout``) before it is answered: Rucio's poller marks the requests it polled and
+        does not poll them again for ten minutes (``get_and_mark_next``'s
+        ``processed_at_delay``), so a job answered half-done would leave its other half
+        waiting that long, although the copies take seconds.
+        """
+        deadline = time.monotonic() + (POLL_WAIT if timeout is None else min(timeout, POLL_WAIT))
+        for job_id in requests_by_eid:
+            with _ACTIVE_LOCK:
+                done = _ACTIVE.get(job_id)
+            if done is not None:
+                done.wait(max(0.0, deadline - time.monotonic()))
         response: dict[str, dict[str, PosixTransferStatusReport] | None] = {}
         for job_id, requests in requests_by_eid.items():
             outcomes = _read_outcomes(job_id)

@@ -9,12 +9,14 @@ from escape_portal.embedded.sqlite_compat import (
     cap_or_chains,
     immediate_write_sessions,
     narrow_replica_lookups,
+    normal_sync,
 )
 
 reconnect_to_memcached()  # before Rucio's modules make their cache regions
 immediate_write_sessions()
 cap_or_chains()
 narrow_replica_lookups()
+normal_sync()
 
 from rucio.web.rest.flaskapi.v1.main import application  # noqa: E402 - after the adaptations
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
-from escape_portal.embedded.layout import read_state
+from escape_portal.embedded import tokens
+from escape_portal.embedded.layout import DEMO_CLIENTS, read_state
 from escape_portal.embedded.supervisor import EmbeddedLake, _free_port
 from escape_portal.lake import DID, Lake
 
@@ -18,6 +22,37 @@ pytestmark = pytest.mark.lake
 
 def _url(state: dict, rse: str, path: str) -> str:  # type: ignore[type-arg]
     return f"davs://localhost:{state[f'xrootd_{rse}_https']}/{rse}/{path}"
+
+
+#: What a JWT looks like in a text: header and payload, base64url JSON objects.
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}")
+
+
+def _token(state: dict[str, Any], url: str, scope: str) -> str:
+    """A token from the lake's provider for the storage of ``url`` (client credentials)."""
+    from escape_portal.embedded.gfal import rse_of
+
+    answer = requests.post(
+        f"{state['idp_url']}/token",
+        data={
+            "grant_type": "client_credentials",
+            "audience": tokens.storage_audience(rse_of(url)),
+            "scope": scope,
+        },
+        auth=("rucio-transfers", DEMO_CLIENTS["rucio-transfers"]),
+        verify=state["ca_cert"],
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["access_token"])
+
+
+def _tokens(state: dict[str, Any], src: str, dst: str) -> dict[str, str]:
+    """Tokens per end, as Rucio gives FTS: read at the source, modify and read at the end."""
+    return {
+        "source_token": _token(state, src, "storage.read:/"),
+        "destination_token": _token(state, dst, "storage.modify:/ storage.read:/"),
+    }
 
 
 @pytest.fixture()
@@ -31,7 +66,7 @@ def source(embedded_lake: EmbeddedLake) -> tuple[str, bytes]:
 
 
 def test_davs_third_party_copy_checks_adler32(embedded_lake: EmbeddedLake, source) -> None:  # type: ignore[no-untyped-def]
-    from escape_portal.embedded.gfal import GridCopyError, copy, copy_token
+    from escape_portal.embedded.gfal import GridCopyError, copy
 
     state = read_state(embedded_lake.paths)
     assert state
@@ -39,9 +74,7 @@ def test_davs_third_party_copy_checks_adler32(embedded_lake: EmbeddedLake, sourc
     src, dst = _url(state, "DESY-DISK", name), _url(state, "PIC-DISK", name)
     checksum = f"{zlib.adler32(data) & 0xFFFFFFFF:08x}"
     certs = embedded_lake.paths.pki / "certificates"
-    copy(
-        src, dst, token=copy_token(embedded_lake.paths, src, dst), adler32=checksum, cert_dir=certs
-    )
+    copy(src, dst, **_tokens(state, src, dst), adler32=checksum, cert_dir=certs)
     assert (embedded_lake.paths.rse_dir("PIC-DISK") / name).read_bytes() == data
 
     other = _url(state, "LAPP-DISK", name)
@@ -49,7 +82,7 @@ def test_davs_third_party_copy_checks_adler32(embedded_lake: EmbeddedLake, sourc
         copy(
             src,
             other,
-            token=copy_token(embedded_lake.paths, src, other),
+            **_tokens(state, src, other),
             adler32="00000001",
             cert_dir=certs,
         )
@@ -58,7 +91,7 @@ def test_davs_third_party_copy_checks_adler32(embedded_lake: EmbeddedLake, sourc
 def test_failures_end_with_the_storage_reason(
     embedded_lake: EmbeddedLake, source, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    from escape_portal.embedded.gfal import GridCopyError, copy, copy_token
+    from escape_portal.embedded.gfal import GridCopyError, copy
 
     state = read_state(embedded_lake.paths)
     assert state
@@ -71,24 +104,42 @@ def test_failures_end_with_the_storage_reason(
         copy(
             missing,
             dst,
-            token=copy_token(embedded_lake.paths, missing, dst),
+            **_tokens(state, missing, dst),
             adler32=None,
             cert_dir=certs,
         )
 
     # A token for another destination: LAPP-DISK refuses it.
     pic = _url(state, "PIC-DISK", "x")
+    wrong = {
+        **_tokens(state, src, dst),
+        "destination_token": _token(state, pic, "storage.modify:/"),
+    }
     with pytest.raises(GridCopyError, match="403"):
-        copy(
-            src, dst, token=copy_token(embedded_lake.paths, src, pic), adler32=None, cert_dir=certs
-        )
+        copy(src, dst, **wrong, adler32=None, cert_dir=certs)
+
+    # A source token for another storage: the source refuses what the destination forwards.
+    wrong_source = {
+        **_tokens(state, src, dst),
+        "source_token": _token(state, pic, "storage.read:/"),
+    }
+    with pytest.raises(GridCopyError, match="403"):
+        copy(src, dst, **wrong_source, adler32=None, cert_dir=certs)
+
+    # A read-only token for the destination: refused too.
+    read_only = {
+        **_tokens(state, src, dst),
+        "destination_token": _token(state, dst, "storage.read:/"),
+    }
+    with pytest.raises(GridCopyError, match=r"HTTP 40[13]"):  # XRootD's TPC answers 401
+        copy(src, dst, **read_only, adler32=None, cert_dir=certs)
 
     down = f"davs://localhost:{_free_port()}/LAPP-DISK/{name}.3"
     with pytest.raises(GridCopyError, match=r"(?i)(connect|refused)"):
         copy(
             src,
             down,
-            token=copy_token(embedded_lake.paths, src, down),
+            **_tokens(state, src, down),
             adler32=None,
             cert_dir=certs,
             timeout=20,
@@ -106,6 +157,20 @@ def test_rule_between_xrootd_storage_copies_over_davs(
     rule, _ = lake.add_rule(fresh_dataset, "DESY-DISK", lifetime=600)
     progress = wait_for(lake, rule.id, timeout=180, first_interval=0.5, max_interval=2)
     assert progress.state == "available", progress
+
+    # The tokens were Rucio's own requests to the provider (client credentials of its
+    # [oidc] admin client, cached while valid), one per end, as Rucio gives FTS ...
+    logs = embedded_lake.paths.logs
+    idp_log = (logs / "idp.log").read_text()
+    for audience, scope in (
+        (tokens.storage_audience("PIC-DISK"), "offline_access storage.read:/"),
+        (tokens.storage_audience("DESY-DISK"), "offline_access storage.modify:/ storage.read:/"),
+    ):
+        assert f"client rucio, subject rucio, audience {audience}, scope {scope!r}" in idp_log
+    assert re.search(r'"POST /token" 200', idp_log)
+    # ... and no token reached a log.
+    for log in logs.glob("*.log"):
+        assert not JWT.search(log.read_text(errors="replace")), log.name
     for rep in lake.file_replicas(DID(f.scope, f.name) for f in lake.files(fresh_dataset)):
         path = rep.local_path("DESY-DISK")
         assert path is not None and path.exists()
