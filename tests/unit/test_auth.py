@@ -79,16 +79,18 @@ def provider() -> Iterator[FakeProvider]:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             if self.path == "/.well-known/openid-configuration":
                 self._answer(200, {"issuer": state.url, "token_endpoint": state.url + "/token"})
             elif self.path == "/hub/api/user":
                 state.hub_asks += 1
-                self._answer(200, {"name": "alice", "auth_state": {"access_token": state.hub_token}})
+                self._answer(
+                    200, {"name": "alice", "auth_state": {"access_token": state.hub_token}}
+                )
             else:
                 self._answer(404, {})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
             auth = base64.b64decode(self.headers["Authorization"].split()[1]).decode()
