@@ -168,8 +168,8 @@ def test_no_token_is_written_to_disk(lake_config: LakeConfig) -> None:
     assert lake.client.auth_token  # authenticated, in memory
 
 
-def test_quota_exceeded_is_reported(lake: Lake) -> None:
-    client = lake.client
+def test_quota_exceeded_is_reported(lake: Lake, operator_lake: Lake) -> None:
+    client = operator_lake.client  # quotas are the operator's to set
     account = lake.identity().account
     client.set_local_account_limit(account, "DESY-DISK", 1)  # one byte
     try:

@@ -54,10 +54,10 @@ def test_equivalent_rule_is_reused_and_extended(lake: Lake) -> None:
 
 
 def test_corrupted_source_ends_stuck_with_the_reason(
-    lake: Lake, embedded_lake: EmbeddedLake
+    lake: Lake, operator_lake: Lake, embedded_lake: EmbeddedLake
 ) -> None:
     """A replica whose bytes no longer match the catalogue is never copied as good."""
-    client = lake.client
+    client = operator_lake.client  # replicas are registered by the operator
     scope, name = "user.escape", f"corrupt-{int(time.time() * 1000)}.dat"
     good = b"the original bytes of this file\n"
     adler = f"{zlib.adler32(good) & 0xFFFFFFFF:08x}"
