@@ -435,13 +435,19 @@ class Lake:
         """An expiry notice in the user's words, or ``None``, without asking the lake.
 
         Given when the session's token cannot be renewed by the portal and expires within
-        ten minutes (see :func:`escape_portal.lake.tokens.expiry_notice`).
+        ten minutes (see :func:`escape_portal.lake.tokens.expiry_notice`); not for one that
+        already expired, which the first request reports as an error.
         """
         try:
             keeper = self.tokens
         except errors.LakeError:
             return None
-        return keeper.notice() if keeper is not None else None
+        if keeper is None:
+            return None
+        expiry = keeper.notice_expiry()
+        if expiry is not None and expiry <= dt.datetime.now(dt.UTC):
+            return None
+        return keeper.notice()
 
     def storage_token(self, rse: str, path: str, *, write: bool = False) -> str | None:
         """A token for storage element ``rse`` to read (or write) ``path`` there.

@@ -295,16 +295,21 @@ class TokenKeeper:
             return None
 
     def notice(self, within: dt.timedelta = NOTICE_BEFORE) -> str | None:
-        """An expiry notice in the user's words, or ``None`` (see :func:`expiry_notice`)."""
+        """An expiry notice in the user's words, or ``None`` (see :func:`expiry_notice`).
+
+        Asks nobody: it looks at the token held (or the token file) as it is.
+        """
+        return expiry_notice(self.notice_expiry(), self.renewable, within=within)
+
+    def notice_expiry(self) -> dt.datetime | None:
+        """When the token held now (or in the token file) expires, renewing nothing."""
         token = self._access
         if self.source == "file":
             try:
                 token = self._read_file()
             except AuthenticationFailed:
                 return None
-        if not token:
-            return None
-        return expiry_notice(jwt_expiry(token), self.renewable, within=within)
+        return jwt_expiry(token) if token else None
 
     def _near_expiry(self, token: str) -> bool:
         expiry = jwt_expiry(token)

@@ -308,6 +308,8 @@ def test_lake_gives_a_notice_without_asking_the_lake(provider: FakeProvider) -> 
     assert "expires in 2 minutes" in str(Lake(_config(provider, token=token)).token_notice())
     assert Lake(_config(provider, token=_jwt(time.time() + 7200))).token_notice() is None
     assert Lake(_config(provider)).token_notice() is None  # no token at all: no notice
+    # An expired one: no notice, the first request reports it as an error.
+    assert Lake(_config(provider, token=_jwt(time.time() - 5))).token_notice() is None
 
 
 def test_refresh_token_and_secret_come_from_the_environment_only() -> None:
