@@ -10,7 +10,7 @@ from escape_portal.lake import Lake
 def running_lake(data_dir: str | None) -> tuple[EmbeddedLake, Lake]:
     """The embedded lake of ``data_dir`` (default data directory if ``None``), up.
 
-    The lake is seen as its operator (``embedded-operator``, root): benchmarks register
+    The lake is seen as its operator (``embedded``, root): benchmarks register
     the files they measure.
     """
     embedded = EmbeddedLake(data_dir)

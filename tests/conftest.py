@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from escape_portal.config import LakeConfig, provided_instances
-from escape_portal.embedded.instance import embedded_instance, operator_instance
+from escape_portal.embedded.instance import embedded_instance, researcher_instance
 from escape_portal.embedded.layout import RESEARCHER_SCOPE
 from escape_portal.embedded.supervisor import EmbeddedLake
 from escape_portal.lake import DID, Lake
@@ -45,10 +45,10 @@ def embedded_lake(lake_dir: Path) -> Iterator[EmbeddedLake]:
 
 @pytest.fixture(scope="session")
 def lake_config(embedded_lake: EmbeddedLake) -> LakeConfig:
-    """The instance ``embedded``: researcher alice over OIDC, tokens renewed by the portal."""
+    """The instance ``embedded``: the operator (root, userpass), the lake's default."""
     env = {"ESCAPE_PORTAL_LAKE_DIR": str(embedded_lake.paths.root)}
     config = embedded_instance(env)
-    assert config is not None and config.auth_type == "oidc"
+    assert config is not None and config.account == "root"
     # The CLI, the server and the VO publication find the lake through its entry point.
     assert provided_instances(env).get("embedded") == config, (
         "The embedded lake's entry point (escape_portal.instances) is not installed: "
@@ -58,10 +58,16 @@ def lake_config(embedded_lake: EmbeddedLake) -> LakeConfig:
 
 
 @pytest.fixture(scope="session")
-def operator_config(embedded_lake: EmbeddedLake) -> LakeConfig:
-    """The instance ``embedded-operator``: account root (userpass), for what only it may do."""
-    config = operator_instance({"ESCAPE_PORTAL_LAKE_DIR": str(embedded_lake.paths.root)})
-    assert config is not None and config.account == "root"
+def operator_config(lake_config: LakeConfig) -> LakeConfig:
+    """The operator's instance, named so by tests that need root's rights whatever the default."""
+    return lake_config
+
+
+@pytest.fixture(scope="session")
+def alice_config(embedded_lake: EmbeddedLake) -> LakeConfig:
+    """The instance ``embedded-alice``: researcher alice over OIDC, tokens renewed by the portal."""
+    config = researcher_instance({"ESCAPE_PORTAL_LAKE_DIR": str(embedded_lake.paths.root)})
+    assert config is not None and config.auth_type == "oidc" and config.account == "alice"
     return config
 
 

@@ -5,11 +5,15 @@ Registered under the entry-point group ``escape_portal.instances`` (see pyprojec
 never imports the embedded lake. The instances exist while the lake of
 ``$ESCAPE_PORTAL_LAKE_DIR`` (or the default data directory) has a ``run/state.json``:
 
-- ``embedded``: researcher ``alice`` (:data:`.layout.DEMO_RESEARCHER`) over OpenID
+- ``embedded`` (the default): the operator's bootstrap identity (account ``root``,
+  userpass), as before;
+- ``embedded-alice``: researcher ``alice`` (:data:`.layout.DEMO_RESEARCHER`) over OpenID
   Connect, as a researcher meets ESCAPE's lake: tokens from the lake's provider (her
-  published demo password, then refresh tokens), renewed while the session runs;
-- ``embedded-operator``: the operator's bootstrap identity (account ``root``, userpass),
-  for what only the operator may do.
+  published demo password, then refresh tokens), renewed while the session runs.
+
+The researcher is not the default yet: under Rucio's ``generic`` permission policy,
+which the embedded lake runs, only admins may delete or change a rule, so a researcher
+cannot delete the rules the portal's make-available created for her.
 """
 
 from __future__ import annotations
@@ -22,10 +26,10 @@ from pathlib import Path
 from escape_portal.config import LakeConfig
 from escape_portal.embedded import broker, layout
 
-#: The name of the researcher's instance (the default one while the lake runs).
+#: The name of the operator's instance (the default one while the lake runs).
 NAME = "embedded"
-#: The name of the operator's instance.
-OPERATOR = "embedded-operator"
+#: The name of the researcher's instance.
+RESEARCHER = "embedded-alice"
 #: The OAuth client of the lake's provider the researcher's session uses.
 CLIENT_ID = "escape-portal"
 
@@ -33,7 +37,7 @@ CLIENT_ID = "escape-portal"
 def describe(env: Mapping[str, str]) -> list[LakeConfig] | None:
     """The embedded lake of ``env``'s data directory, if it was started (else ``None``).
 
-    Two instances: the researcher's (first, so the default) and the operator's. Their
+    Two instances: the operator's (first, so the default) and the researcher's. Their
     demo passwords and the provider client's secret are published credentials of a
     loopback lake; they are held in memory only, never written by the portal.
     """
@@ -43,7 +47,7 @@ def describe(env: Mapping[str, str]) -> list[LakeConfig] | None:
     # The broker's password stays in its 0600 file, not in state.json.
     creds = broker.read_credentials(Path(state["data_dir"])) if state.get("broker") else None
     operator = LakeConfig(
-        name=OPERATOR,
+        name=NAME,
         rucio_host=state["rucio_host"],
         account=layout.DEMO_ACCOUNT,
         auth_type="userpass",
@@ -63,10 +67,10 @@ def describe(env: Mapping[str, str]) -> list[LakeConfig] | None:
         source=str(state["data_dir"]),
     )
     if not state.get("idp_url"):  # a lake without its provider: the operator alone
-        return [replace(operator, name=NAME)]
+        return [operator]
     researcher = replace(
         operator,
-        name=NAME,
+        name=RESEARCHER,
         account=layout.DEMO_RESEARCHER,
         auth_type="oidc",
         username=layout.DEMO_RESEARCHER,
@@ -78,16 +82,21 @@ def describe(env: Mapping[str, str]) -> list[LakeConfig] | None:
         oidc_scope=layout.RESEARCHER_SCOPE,
         ca_cert=state.get("ca_cert"),
     )
-    return [researcher, operator]
+    return [operator, researcher]
 
 
 def embedded_instance(env: Mapping[str, str] | None = None) -> LakeConfig | None:
-    """The researcher's instance of :func:`describe` (default env: the process's)."""
+    """The default instance of :func:`describe`, the operator's (default env: the process's)."""
     found = describe(os.environ if env is None else env)
     return found[0] if found else None
 
 
 def operator_instance(env: Mapping[str, str] | None = None) -> LakeConfig | None:
-    """The operator's instance of :func:`describe` (default env: the process's)."""
-    found = describe(os.environ if env is None else env)
-    return next((c for c in found or () if c.name == OPERATOR), found[0] if found else None)
+    """The operator's instance of :func:`describe` (account root, userpass)."""
+    return embedded_instance(env)
+
+
+def researcher_instance(env: Mapping[str, str] | None = None) -> LakeConfig | None:
+    """The researcher's instance of :func:`describe` (alice over OIDC), if the lake has one."""
+    found = describe(os.environ if env is None else env) or []
+    return next((c for c in found if c.name == RESEARCHER), None)

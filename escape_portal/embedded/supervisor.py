@@ -277,7 +277,7 @@ PARTS: tuple[Component, ...] = (
         "vo",
         lambda run: _python(
             "escape_portal.vo_publish",
-            *("--instance", "embedded-operator", "--port", run.ports["vo_port"]),
+            *("--instance", "embedded", "--port", run.ports["vo_port"]),
             *("--state-dir", run.paths.root / "vo"),
         ),
         ("vo_port",),

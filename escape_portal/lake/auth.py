@@ -165,6 +165,13 @@ def lake_answered(rucio_host: str) -> None:
         _ANSWERED.add(rucio_host)
 
 
+def _refused_credentials(result: Any) -> bool:
+    """Whether Rucio's answer is a 401 for the credentials (not an ``AccessDenied``)."""
+    if result is None or getattr(result, "status_code", None) != 401:
+        return False
+    return str(result.headers.get("ExceptionClass", "CannotAuthenticate")) != "AccessDenied"
+
+
 class PortalClient(Client):  # type: ignore[misc]
     """Rucio's client with tokens kept in memory, never in ``/tmp`` files.
 
@@ -187,8 +194,6 @@ class PortalClient(Client):  # type: ignore[misc]
         self._keeper = keeper
         self._portal_config = portal_config
         self._memory_token: str | None = None
-        #: The token a 401 made the keeper renew to, during one request.
-        self._renewed_to: str | None = None
         #: Seconds a call keeps trying a lake that answered before and went away.
         self.retry_for = retry_for
         #: Called with :func:`waiting_message` when a call starts waiting for the lake,
@@ -197,17 +202,41 @@ class PortalClient(Client):  # type: ignore[misc]
         super().__init__(logger=_RUCIO_CLIENT_LOG, **kwargs)
 
     def _send_request(self, url: str, method: Any, *args: Any, **kwargs: Any) -> Any:
+        """Rucio's request with the keeper's current token; renewed once if Rucio refuses it.
+
+        Rucio answers 401 both for a token it does not accept (``CannotAuthenticate``)
+        and for an action the account may not do (``AccessDenied``); only the first
+        renews the token, once, and sends the request again. A token still refused then
+        is explained by :func:`refused_token`; an ``AccessDenied`` stays Rucio's.
+        """
+        if self._keeper is None:
+            return self._send_waiting(url, method, *args, **kwargs)
+        self._use(self._keeper.current())  # renewed here when near expiry
+        kwargs["get_token"] = True  # a 401 is handled here, not by Rucio's re-login
+        result = self._send_waiting(url, method, *args, **kwargs)
+        if not _refused_credentials(result):
+            return result
+        refused = self.auth_token
+        token = self._keeper.renew(refused)
+        if token == refused:
+            raise refused_token(self._portal_config, refused)
+        self._use(token)
+        result = self._send_waiting(url, method, *args, **kwargs)
+        if _refused_credentials(result):
+            raise refused_token(self._portal_config, token)
+        return result
+
+    def _use(self, token: str) -> None:
+        self.auth_token = token
+        self.headers["X-Rucio-Auth-Token"] = token
+
+    def _send_waiting(self, url: str, method: Any, *args: Any, **kwargs: Any) -> Any:
         """Rucio's request, sent again while a lake that answered before is away.
 
         Connection refused or reset by a lake that answered in this process (its server
         is being restarted on the same port) is retried with backoff for ``retry_for``
         seconds; a lake never reached fails at once.
         """
-        if self._keeper is not None:
-            token = self._keeper.current()  # renewed here when near expiry
-            self.auth_token = token
-            self.headers["X-Rucio-Auth-Token"] = token
-            self._renewed_to = None
         deadline = time.monotonic() + self.retry_for
         pause = RETRY_FIRST
         waiting = False
@@ -263,17 +292,8 @@ class PortalClient(Client):  # type: ignore[misc]
         self._memory_token = self.auth_token
 
     def _BaseClient__get_token(self) -> None:  # noqa: N802
-        if self._keeper is not None:
-            # Rucio refused the token (401): renew once, then say why it was refused.
-            refused = self.auth_token
-            if self._renewed_to is not None and refused == self._renewed_to:
-                raise refused_token(self._portal_config, refused)
-            token = self._keeper.renew(refused)
-            if token == refused:
-                raise refused_token(self._portal_config, token)
-            self._renewed_to = token
-            self.auth_token = token
-            self.headers["X-Rucio-Auth-Token"] = token
+        if self._keeper is not None:  # not reached by requests (see _send_request)
+            self._use(self._keeper.renew(self.auth_token))
             return
         getter: Callable[[BaseClient], None] = BaseClient._BaseClient__get_token
         getter(self)

@@ -52,19 +52,19 @@ def test_bad_type_and_rse_expression(lake: Lake) -> None:
         lake.add_rule("cta:crab-2024.sky", "NO-SUCH-RSE")
 
 
-def test_wrong_password(lake_config: LakeConfig, operator_config: LakeConfig) -> None:
-    lake = Lake(replace(operator_config, password="wrong"))  # userpass at Rucio
+def test_wrong_password(lake_config: LakeConfig, alice_config: LakeConfig) -> None:
+    lake = Lake(replace(lake_config, password="wrong"))  # userpass at Rucio
     with pytest.raises(AuthenticationFailed, match="did not accept"):
         lake.scopes()
     # The researcher's demo password, at the lake's identity provider.
     with pytest.raises(AuthenticationFailed, match="refused renewing your OIDC token") as err:
-        Lake(replace(lake_config, password="wrong")).scopes()
+        Lake(replace(alice_config, password="wrong")).scopes()
     assert "wrong" not in str(err.value) and "password" in err.value.hint
 
 
 def test_expired_oidc_token_is_reported_without_a_request(lake_config: LakeConfig) -> None:
     expired = _jwt(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
-    lake = Lake(replace(lake_config, token_source="token", token=expired, password=None))
+    lake = Lake(replace(lake_config, auth_type="oidc", token=expired, password=None))
     with pytest.raises(TokenExpired, match="expired"):
         lake.scopes()
 
@@ -74,12 +74,10 @@ def test_a_token_without_an_account_acts_as_the_tokens_account(
 ) -> None:
     # As a JupyterHub session gets it: a token and no RUCIO_ACCOUNT, no rucio.cfg.
     token = Lake(lake_config).client.auth_token
-    lake = Lake(
-        replace(lake_config, token_source="token", token=token, account=None, password=None)
-    )
+    lake = Lake(replace(lake_config, auth_type="oidc", token=token, account=None, password=None))
     assert lake.identity().account == lake_config.account
     refused = Lake(
-        replace(lake_config, token_source="token", token="not-a-token", account=None, password=None)
+        replace(lake_config, auth_type="oidc", token="not-a-token", account=None, password=None)
     )
     with pytest.raises(AuthenticationFailed, match="refused your OIDC token"):
         refused.identity()

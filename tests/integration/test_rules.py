@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from escape_portal.config import LakeConfig
 from escape_portal.embedded.supervisor import EmbeddedLake
+from escape_portal.errors import PermissionDenied
 from escape_portal.events import wait_for
 from escape_portal.lake import DID, Lake
 
@@ -36,6 +38,23 @@ def test_rule_copies_bytes_and_reaches_ok(lake: Lake, embedded_lake: EmbeddedLak
         assert path is not None
         assert path.is_relative_to(embedded_lake.mount_path)
         assert _adler(path) == files[rep.name].adler32  # the bytes really arrived
+
+
+def test_equivalent_rule_is_reused_but_not_extended_by_a_researcher(
+    alice_config: LakeConfig, lake: Lake
+) -> None:
+    """Rucio's generic policy lets only admins change rules: alice's is reused as it is."""
+    operator, lake = lake, Lake(alice_config)
+    did = DID("km3net", "arca21-2023.events")
+    first, _ = lake.add_rule(did, "PIC-DISK", lifetime=600)
+    again, created = lake.add_rule(did, "PIC-DISK", lifetime=7200)
+    assert created is False and again.id == first.id and again.expires_at == first.expires_at
+    assert [
+        r.id for r in lake.rules(did) if r.rse_expression == "PIC-DISK" and r.account == "alice"
+    ] == [first.id]
+    with pytest.raises(PermissionDenied):
+        lake.delete_rule(first.id)  # not even her own, under the generic policy
+    operator.delete_rule(first.id)
 
 
 def test_equivalent_rule_is_reused_and_extended(lake: Lake) -> None:

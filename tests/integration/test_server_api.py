@@ -52,9 +52,8 @@ async def test_instances_and_whoami(jp_fetch: Fetch, lake_config: LakeConfig) ->
     assert embedded["active"] is True and "password" not in embedded
     status, who = await get_json(jp_fetch, "whoami")
     assert status == 200
-    # The embedded instance is researcher alice over OIDC: a token the portal renews.
-    assert who["account"] == lake_config.account == "alice" and who["auth_type"] == "oidc"
-    assert who["token_valid_seconds"] > 0 and who["token_expired"] is False
+    assert who["account"] == lake_config.account and who["auth_type"] == "userpass"
+    assert who["token_valid_seconds"] is None and who["token_expired"] is False
     assert who["token_renewable"] is True and who["token_notice"] is None
 
 

@@ -48,10 +48,10 @@ def state(embedded_lake: EmbeddedLake) -> dict[str, Any]:
 
 
 @pytest.fixture()
-def brief_config(lake_config: LakeConfig) -> LakeConfig:
-    """The embedded instance (alice over OIDC), through the brief-lived client."""
+def brief_config(alice_config: LakeConfig) -> LakeConfig:
+    """The instance embedded-alice (alice over OIDC), through the brief-lived client."""
     return dataclasses.replace(
-        lake_config,
+        alice_config,
         name="embedded-brief",
         oidc_client_id=BRIEF,
         oidc_client_secret=DEMO_CLIENTS[BRIEF],
@@ -76,7 +76,8 @@ def _login(state: dict[str, Any], client_id: str = BRIEF) -> dict[str, Any]:
     return body
 
 
-def test_the_embedded_instance_is_alice_over_oidc(lake: Lake) -> None:
+def test_the_researcher_instance_is_alice_over_oidc(alice_config: LakeConfig) -> None:
+    lake = Lake(alice_config)
     who = lake.identity()
     assert (who.account, who.auth_type, who.token_renewable) == ("alice", "oidc", True)
     assert who.token_valid_for is not None and who.token_valid_for.total_seconds() > 60
@@ -86,7 +87,7 @@ def test_the_embedded_instance_is_alice_over_oidc(lake: Lake) -> None:
 
 def test_the_operator_stays_available(operator_lake: Lake) -> None:
     who = operator_lake.identity()
-    assert (who.account, who.auth_type, who.instance) == ("root", "userpass", "embedded-operator")
+    assert (who.account, who.auth_type, who.instance) == ("root", "userpass", "embedded")
 
 
 def test_a_session_keeps_calling_rucio_past_the_first_expiry(
@@ -116,7 +117,7 @@ def test_a_session_keeps_calling_rucio_past_the_first_expiry(
 
 
 def test_a_refused_token_is_renewed_once_and_the_call_sent_again(
-    state: dict[str, Any], lake_config: LakeConfig
+    state: dict[str, Any], alice_config: LakeConfig
 ) -> None:
     """Rucio refuses a token with the storage's audience (401); the keeper renews it."""
     login = _login(state, "escape-portal")
@@ -136,7 +137,7 @@ def test_a_refused_token_is_renewed_once_and_the_call_sent_again(
     assert exchanged.status_code == 200, exchanged.text
     wrong = exchanged.json()["access_token"]
     config = dataclasses.replace(
-        lake_config,
+        alice_config,
         name="embedded-refresh",
         token=wrong,
         oidc_refresh_token=login["refresh_token"],

@@ -185,16 +185,16 @@ def test_the_embedded_lake_is_a_researcher_and_an_operator(tmp_path: Path) -> No
             }
         )
     )
-    researcher, operator = instance.describe({"ESCAPE_PORTAL_LAKE_DIR": str(tmp_path)}) or []
+    operator, researcher = instance.describe({"ESCAPE_PORTAL_LAKE_DIR": str(tmp_path)}) or []
     assert (researcher.name, researcher.account, researcher.auth_type) == (
-        "embedded",
+        "embedded-alice",
         "alice",
         "oidc",
     )
     assert researcher.token_source == "password" and researcher.oidc_issuer == "https://localhost:2"
     assert researcher.oidc_scope and "offline_access" in researcher.oidc_scope
     assert (operator.name, operator.account, operator.auth_type) == (
-        "embedded-operator",
+        "embedded",
         "root",
         "userpass",
     )
