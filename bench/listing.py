@@ -77,7 +77,7 @@ def main() -> int:
     parser.add_argument("--skip-up", action="store_true", help="do not time lake down/up")
     args = parser.parse_args()
 
-    from escape_portal.embedded.instance import embedded_instance
+    from escape_portal.embedded.instance import operator_instance
     from escape_portal.embedded.layout import DEMO_PASSWORD, DEMO_USERNAME
     from escape_portal.embedded.supervisor import EmbeddedLake
 
@@ -90,7 +90,7 @@ def main() -> int:
     elif not lake.status().running:
         lake.up()
     env = dict(os.environ, ESCAPE_PORTAL_LAKE_DIR=str(lake.paths.root))
-    config = embedded_instance(env)
+    config = operator_instance(env)
     assert config is not None
     with tempfile.TemporaryDirectory() as tmp:
         # Rucio's CLI reads its connection from a rucio.cfg; the embedded lake's published

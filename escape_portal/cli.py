@@ -80,7 +80,11 @@ def _emit(args: argparse.Namespace, data: Any, text: Callable[[], str]) -> None:
 
 
 def _lake(args: argparse.Namespace) -> Lake:
-    return Lake.from_instance(args.instance)
+    lake = Lake.from_instance(args.instance)
+    notice = lake.token_notice()  # a token nobody renews, about to expire: say so first
+    if notice:
+        print(f"warning: {notice}", file=sys.stderr)
+    return lake
 
 
 def _lake_env(args: argparse.Namespace, lake: Any) -> int:
@@ -181,9 +185,16 @@ def cmd_whoami(args: argparse.Namespace) -> int:
         "account": who.account,
         "auth_type": who.auth_type,
         "token_expires_at": who.token_expires_at.isoformat() if who.token_expires_at else None,
+        "token_renewable": who.token_renewable,
+        "token_notice": who.expiry_notice(),
     }
     left = who.token_valid_for
-    validity = f"valid for {left}".split(".")[0] if left else "renewed automatically"
+    if left is None:
+        validity = "renewed automatically" if who.token_renewable else "of unknown validity"
+    else:
+        validity = f"valid for {left}".split(".")[0]
+        if who.token_renewable:
+            validity += ", renewed automatically"
     _emit(
         args,
         data,

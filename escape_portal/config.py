@@ -9,9 +9,10 @@ An instance is read from, in this order of precedence (first found wins per inst
    ``/opt/rucio/etc/rucio.cfg``), instance ``rucio-cfg``;
 4. instance providers: installed packages that describe instances themselves, through
    the entry-point group ``escape_portal.instances`` (:data:`INSTANCE_PROVIDERS`). Each
-   entry point names a function ``describe(env) -> LakeConfig | None``; the portal's own
-   embedded lake is one (``embedded = "escape_portal.embedded.instance:describe"``), the
-   instance ``embedded`` while it runs.
+   entry point names a function ``describe(env)`` answering a ``LakeConfig``, several
+   (any iterable of them: :data:`Provided`), or ``None``; the portal's own embedded lake
+   is one (``embedded = "escape_portal.embedded.instance:describe"``), the instances
+   ``embedded`` (its operator) and ``embedded-alice`` (a researcher) while it runs.
 
 Why entry points rather than the running embedded lake writing an instance file: the
 configuration stays a thing the user writes (the embedded lake's demo password would
@@ -35,7 +36,7 @@ import logging
 import os
 import sys
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -44,6 +45,13 @@ from escape_portal.errors import InvalidRequest
 
 AuthType = Literal["userpass", "oidc", "x509", "x509_proxy"]
 AUTH_TYPES: tuple[str, ...] = ("userpass", "oidc", "x509", "x509_proxy")
+#: Where an OIDC session's token comes from (``auto``: the first configured, in the order
+#: of :mod:`escape_portal.lake.tokens`).
+TOKEN_SOURCES: tuple[str, ...] = ("auto", "file", "refresh", "token", "hub", "password")
+#: Settings never read from a file: they come from the environment (or a provider) only.
+SECRET_FIELDS = frozenset(
+    {"password", "token", "broker_password", "oidc_client_secret", "oidc_refresh_token"}
+)
 DEFAULT_TIMEOUT = 30.0
 #: The entry-point group of instance providers (see the module's docstring).
 INSTANCE_PROVIDERS = "escape_portal.instances"
@@ -71,9 +79,20 @@ class LakeConfig:
     token, token_file
         For ``oidc``: the token itself (from the environment) or the file it is kept in
         (re-read on every authentication, so a hub can refresh it).
+    token_source
+        Where an OIDC session's token comes from: ``auto`` (the first configured of
+        ``file``, ``refresh``, ``token``, ``hub``, ``password``) or one of those.
+    oidc_issuer
+        The identity provider's issuer URL (its discovery document gives the token
+        endpoint); needed to renew a token when no token tells its issuer yet.
     oidc_client_id, oidc_client_secret
         The OAuth client the portal uses at the identity provider (token exchange for
         storage-audience tokens, refresh); the secret only from the environment.
+    oidc_refresh_token
+        A refresh token at that provider, from ``ESCAPE_PORTAL_OIDC_REFRESH_TOKEN`` only;
+        the portal renews the session's token with it (in memory; rotated tokens kept).
+    oidc_scope
+        The scopes to ask for when renewing (``None``: what the refresh token has).
     client_cert, client_key, x509_proxy
         For X.509.
     ca_cert
@@ -116,8 +135,12 @@ class LakeConfig:
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
     token_file: str | None = None
+    token_source: str = "auto"
+    oidc_issuer: str | None = None
     oidc_client_id: str | None = None
     oidc_client_secret: str | None = field(default=None, repr=False)
+    oidc_refresh_token: str | None = field(default=None, repr=False)
+    oidc_scope: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
     x509_proxy: str | None = None
@@ -150,6 +173,11 @@ class LakeConfig:
             )
         if not self.auth_host:
             object.__setattr__(self, "auth_host", self.rucio_host)
+        if self.token_source not in TOKEN_SOURCES:
+            raise InvalidRequest(
+                f"Instance {self.name!r}: unknown token_source {self.token_source!r}.",
+                f"Use one of {', '.join(TOKEN_SOURCES)}.",
+            )
         if self.timeout <= 0:
             raise InvalidRequest(f"Instance {self.name!r}: timeout must be positive.")
         if self.broker and not self.broker.startswith(("stomp://", "stomp+ssl://")):
@@ -160,8 +188,7 @@ class LakeConfig:
 
     def public(self) -> dict[str, Any]:
         """Settings safe to show or log: no password, no token."""
-        hidden = {"password", "token", "broker_password", "oidc_client_secret"}
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in SECRET_FIELDS}
 
 
 _FIELDS = {f.name for f in fields(LakeConfig)}
@@ -174,11 +201,12 @@ def _from_mapping(name: str, values: Mapping[str, Any], source: str) -> LakeConf
             f"Instance {name!r} in {source}: unknown setting(s) {', '.join(sorted(unknown))}.",
             f"Known settings: {', '.join(sorted(_FIELDS - {'name', 'source'}))}.",
         )
-    if {"password", "token", "broker_password", "oidc_client_secret"} & set(values):
+    if SECRET_FIELDS & set(values):
         raise InvalidRequest(
-            f"Instance {name!r} in {source} holds a password or token in plain text.",
-            "Remove it; give token_file (OIDC) or set RUCIO_PASSWORD (ESCAPE_BROKER_PASSWORD "
-            "for the broker) in the environment.",
+            f"Instance {name!r} in {source} holds a password, secret or token in plain text.",
+            "Remove it; give token_file (OIDC) or set RUCIO_PASSWORD, "
+            "ESCAPE_PORTAL_OIDC_CLIENT_SECRET, ESCAPE_PORTAL_OIDC_REFRESH_TOKEN "
+            "(ESCAPE_BROKER_PASSWORD for the broker) in the environment.",
         )
     if "rucio_host" not in values:
         raise InvalidRequest(f"Instance {name!r} in {source} has no rucio_host.")
@@ -227,6 +255,13 @@ def _env_secrets(config: LakeConfig, env: Mapping[str, str]) -> LakeConfig:
         updates["broker_password"] = env["ESCAPE_BROKER_PASSWORD"]
     if config.auth_type == "userpass" and not config.password and env.get("RUCIO_PASSWORD"):
         updates["password"] = env["RUCIO_PASSWORD"]
+    if config.auth_type == "oidc":
+        for name, variable in (
+            ("oidc_client_secret", "ESCAPE_PORTAL_OIDC_CLIENT_SECRET"),
+            ("oidc_refresh_token", "ESCAPE_PORTAL_OIDC_REFRESH_TOKEN"),
+        ):
+            if not getattr(config, name) and env.get(variable):
+                updates[name] = env[variable].strip()
     if config.auth_type == "oidc" and not config.token and not config.token_file:
         token = env.get("RUCIO_ACCESS_TOKEN") or env.get("BEARER_TOKEN")
         token_file = env.get("RUCIO_OIDC_TOKEN_FILE") or env.get("BEARER_TOKEN_FILE")
@@ -243,7 +278,10 @@ def instance_from_env(env: Mapping[str, str] | None = None) -> LakeConfig | None
     Variables: ``RUCIO_BASE_URL`` (or ``RUCIO_HOST``), ``RUCIO_AUTH_URL``, ``RUCIO_ACCOUNT``,
     ``RUCIO_VO``, ``RUCIO_AUTH_TYPE``, ``RUCIO_USERNAME``/``RUCIO_PASSWORD``,
     ``RUCIO_ACCESS_TOKEN``/``BEARER_TOKEN``, ``RUCIO_OIDC_TOKEN_FILE``/``BEARER_TOKEN_FILE``,
-    ``RUCIO_CA_CERT``, ``X509_USER_PROXY``, ``RUCIO_TIMEOUT``, and for the compute:
+    ``RUCIO_CA_CERT``, ``X509_USER_PROXY``, ``RUCIO_TIMEOUT``, for renewing OIDC tokens:
+    ``ESCAPE_PORTAL_TOKEN_SOURCE``, ``ESCAPE_PORTAL_OIDC_ISSUER``,
+    ``ESCAPE_PORTAL_OIDC_CLIENT_ID``/``ESCAPE_PORTAL_OIDC_CLIENT_SECRET``,
+    ``ESCAPE_PORTAL_OIDC_REFRESH_TOKEN``, ``ESCAPE_PORTAL_OIDC_SCOPE``, and for the compute:
     ``ESCAPE_COMPUTE_SITE`` (or ``SITE_NAME``), ``ESCAPE_MOUNTED_RSE``, ``ESCAPE_MOUNT_PATH``,
     and for notifications: ``ESCAPE_BROKER_URL``, ``ESCAPE_BROKER_DESTINATION``,
     ``ESCAPE_BROKER_VHOST``, ``ESCAPE_BROKER_USERNAME``, ``ESCAPE_BROKER_PASSWORD``, and
@@ -260,6 +298,7 @@ def instance_from_env(env: Mapping[str, str] | None = None) -> LakeConfig | None
             "BEARER_TOKEN",
             "RUCIO_OIDC_TOKEN_FILE",
             "BEARER_TOKEN_FILE",
+            "ESCAPE_PORTAL_OIDC_REFRESH_TOKEN",
         )
     )
     auth_type = env.get("RUCIO_AUTH_TYPE") or ("oidc" if has_token else "userpass")
@@ -271,6 +310,10 @@ def instance_from_env(env: Mapping[str, str] | None = None) -> LakeConfig | None
         vo=env.get("RUCIO_VO", "def"),
         auth_type=auth_type,  # type: ignore[arg-type]
         username=env.get("RUCIO_USERNAME"),
+        token_source=env.get("ESCAPE_PORTAL_TOKEN_SOURCE", "auto"),
+        oidc_issuer=env.get("ESCAPE_PORTAL_OIDC_ISSUER"),
+        oidc_client_id=env.get("ESCAPE_PORTAL_OIDC_CLIENT_ID"),
+        oidc_scope=env.get("ESCAPE_PORTAL_OIDC_SCOPE"),
         x509_proxy=env.get("X509_USER_PROXY"),
         ca_cert=env.get("RUCIO_CA_CERT"),
         timeout=float(env.get("RUCIO_TIMEOUT", DEFAULT_TIMEOUT)),
@@ -337,8 +380,12 @@ def instance_from_rucio_cfg(path: Path, env: Mapping[str, str] | None = None) ->
     return _env_secrets(config, env)
 
 
+#: What an instance provider's ``describe(env)`` answers: one instance, several, or none.
+Provided = LakeConfig | Iterable[LakeConfig] | None
+
+
 @functools.lru_cache(maxsize=4)
-def _providers(search_path: tuple[str, ...]) -> tuple[Callable[..., LakeConfig | None], ...]:
+def _providers(search_path: tuple[str, ...]) -> tuple[Callable[..., Provided], ...]:
     """The loaded ``describe`` functions (scanning the installed metadata takes ~50 ms)."""
     found = []
     for entry in importlib.metadata.entry_points(group=INSTANCE_PROVIDERS):
@@ -361,9 +408,11 @@ def provided_instances(env: Mapping[str, str] | None = None) -> dict[str, LakeCo
     env = os.environ if env is None else env
     found: dict[str, LakeConfig] = {}
     for describe in _providers(tuple(sys.path)):
-        config = describe(env)
-        if config is not None and config.name not in found:
-            found[config.name] = config
+        provided = describe(env)
+        configs = [provided] if isinstance(provided, LakeConfig) else list(provided or ())
+        for config in configs:
+            if config.name not in found:
+                found[config.name] = config
     return found
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from escape_portal.config import LakeConfig, provided_instances
-from escape_portal.embedded.instance import embedded_instance
+from escape_portal.embedded.instance import embedded_instance, researcher_instance
+from escape_portal.embedded.layout import RESEARCHER_SCOPE
 from escape_portal.embedded.supervisor import EmbeddedLake
 from escape_portal.lake import DID, Lake
 
@@ -44,9 +45,10 @@ def embedded_lake(lake_dir: Path) -> Iterator[EmbeddedLake]:
 
 @pytest.fixture(scope="session")
 def lake_config(embedded_lake: EmbeddedLake) -> LakeConfig:
+    """The instance ``embedded``: the operator (root, userpass), the lake's default."""
     env = {"ESCAPE_PORTAL_LAKE_DIR": str(embedded_lake.paths.root)}
     config = embedded_instance(env)
-    assert config is not None
+    assert config is not None and config.account == "root"
     # The CLI, the server and the VO publication find the lake through its entry point.
     assert provided_instances(env).get("embedded") == config, (
         "The embedded lake's entry point (escape_portal.instances) is not installed: "
@@ -55,9 +57,28 @@ def lake_config(embedded_lake: EmbeddedLake) -> LakeConfig:
     return config
 
 
+@pytest.fixture(scope="session")
+def operator_config(lake_config: LakeConfig) -> LakeConfig:
+    """The operator's instance, named so by tests that need root's rights whatever the default."""
+    return lake_config
+
+
+@pytest.fixture(scope="session")
+def alice_config(embedded_lake: EmbeddedLake) -> LakeConfig:
+    """The instance ``embedded-alice``: researcher alice over OIDC, tokens renewed by the portal."""
+    config = researcher_instance({"ESCAPE_PORTAL_LAKE_DIR": str(embedded_lake.paths.root)})
+    assert config is not None and config.auth_type == "oidc" and config.account == "alice"
+    return config
+
+
 @pytest.fixture()
 def lake(lake_config: LakeConfig) -> Lake:
     return Lake(lake_config)
+
+
+@pytest.fixture()
+def operator_lake(operator_config: LakeConfig) -> Lake:
+    return Lake(operator_config)
 
 
 @pytest.fixture()
@@ -70,18 +91,16 @@ def lake_env(embedded_lake: EmbeddedLake, tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture()
-def fresh_dataset(lake: Lake) -> DID:
+def fresh_dataset(operator_lake: Lake) -> DID:
     """A new dataset of three small FITS files at PIC-DISK only, real bytes, true checksums.
 
     Tests that move data use it, so that they move something on every run even though
-    the test lake is kept between sessions.
+    the test lake is kept between sessions. Registered by the operator (replicas are
+    registered by root, as an upload daemon would).
     """
     from escape_portal.embedded.fresh import fresh_dataset as make
 
-    return make(lake)
-
-
-RESEARCHER_SCOPE = "openid profile offline_access storage.read:/ storage.modify:/ storage.create:/"
+    return make(operator_lake)
 
 
 @pytest.fixture(scope="session")

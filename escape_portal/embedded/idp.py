@@ -24,6 +24,10 @@ pyop covers only the browser flows (authorization code, implicit) and refresh; i
 ships token exchange too, but asks for a far larger configuration (session manager, key
 jars, per-endpoint grant helpers) and its own JOSE stack for the same four grants.
 
+Access tokens live ``--lifetime`` seconds, except those issued to the client
+``escape-portal-brief`` (:data:`.layout.BRIEF_LIFETIME`, a few seconds): it lets a test or
+a demo watch a session's tokens expire and be renewed without shortening every token.
+
 Refresh tokens are opaque and kept in this process's memory: a restart of the provider
 ends them (access tokens, being self-contained, stay valid). The access log records the
 method, path and status of each request, never a query string or a body, so no token or
@@ -59,7 +63,12 @@ from flask import Flask, jsonify
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from escape_portal.embedded import tokens
-from escape_portal.embedded.layout import DEMO_CLIENTS, DEMO_RESEARCHERS, LakePaths
+from escape_portal.embedded.layout import (
+    BRIEF_LIFETIME,
+    DEMO_CLIENTS,
+    DEMO_RESEARCHERS,
+    LakePaths,
+)
 from escape_portal.embedded.pki import ensure_pki
 from escape_portal.embedded.sites import SITES
 
@@ -122,6 +131,8 @@ class ServiceClient:
     #: What this client may ask for: the ceiling of ``client_credentials`` tokens and a
     #: filter on researchers' tokens it obtains.
     scopes: tuple[str, ...]
+    #: Seconds its access tokens live (``None``: the provider's lifetime).
+    lifetime: float | None = None
 
     def get_client_id(self) -> str:  # noqa: D102
         return self.client_id
@@ -157,6 +168,13 @@ def demo_clients() -> dict[str, ServiceClient]:
             DEMO_CLIENTS["escape-portal"],
             ("password", "refresh_token", TOKEN_EXCHANGE),
             RESEARCHER_SCOPES,
+        ),
+        "escape-portal-brief": ServiceClient(
+            "escape-portal-brief",
+            DEMO_CLIENTS["escape-portal-brief"],
+            ("password", "refresh_token", TOKEN_EXCHANGE),
+            RESEARCHER_SCOPES,
+            lifetime=BRIEF_LIFETIME,
         ),
         "rucio": ServiceClient(
             "rucio",
@@ -279,7 +297,7 @@ class _LakeGrant:
         refused = [w for w in wanted if not any(tokens.scope_covers(c, w) for c in ceiling)]
         if refused:
             raise InvalidScopeError(f"scope not allowed: {' '.join(refused)}")
-        lifetime = int(expires_in or provider.lifetime)
+        lifetime = int(expires_in or client.lifetime or provider.lifetime)
         subject = client.client_id if user is None else user.subject
         extra: dict[str, Any] = {"client_id": client.client_id}
         if user is not None:

@@ -1,36 +1,52 @@
-"""The embedded lake, described as a Rucio instance for :mod:`escape_portal.config`.
+"""The embedded lake, described as Rucio instances for :mod:`escape_portal.config`.
 
 Registered under the entry-point group ``escape_portal.instances`` (see pyproject.toml):
 :func:`escape_portal.config.load_instances` asks every installed provider, so the core
-never imports the embedded lake. The instance exists while the lake of
-``$ESCAPE_PORTAL_LAKE_DIR`` (or the default data directory) has a ``run/state.json``.
+never imports the embedded lake. The instances exist while the lake of
+``$ESCAPE_PORTAL_LAKE_DIR`` (or the default data directory) has a ``run/state.json``:
+
+- ``embedded`` (the default): the operator's bootstrap identity (account ``root``,
+  userpass), as before;
+- ``embedded-alice``: researcher ``alice`` (:data:`.layout.DEMO_RESEARCHER`) over OpenID
+  Connect, as a researcher meets ESCAPE's lake: tokens from the lake's provider (her
+  published demo password, then refresh tokens), renewed while the session runs.
+
+The researcher is not the default yet: under Rucio's ``generic`` permission policy,
+which the embedded lake runs, only admins may delete or change a rule, so a researcher
+cannot delete the rules the portal's make-available created for her.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from escape_portal.config import LakeConfig
 from escape_portal.embedded import broker, layout
 
-#: The name the embedded lake's instance is configured under.
+#: The name of the operator's instance (the default one while the lake runs).
 NAME = "embedded"
+#: The name of the researcher's instance.
+RESEARCHER = "embedded-alice"
+#: The OAuth client of the lake's provider the researcher's session uses.
+CLIENT_ID = "escape-portal"
 
 
-def describe(env: Mapping[str, str]) -> LakeConfig | None:
+def describe(env: Mapping[str, str]) -> list[LakeConfig] | None:
     """The embedded lake of ``env``'s data directory, if it was started (else ``None``).
 
-    Its demo password is the one the lake's bootstrap gives its identity: it is held in
-    memory only, never written by the portal.
+    Two instances: the operator's (first, so the default) and the researcher's. Their
+    demo passwords and the provider client's secret are published credentials of a
+    loopback lake; they are held in memory only, never written by the portal.
     """
     state = layout.read_state(layout.LakePaths(layout.default_data_dir(env)))
     if not state:
         return None
     # The broker's password stays in its 0600 file, not in state.json.
     creds = broker.read_credentials(Path(state["data_dir"])) if state.get("broker") else None
-    return LakeConfig(
+    operator = LakeConfig(
         name=NAME,
         rucio_host=state["rucio_host"],
         account=layout.DEMO_ACCOUNT,
@@ -50,8 +66,37 @@ def describe(env: Mapping[str, str]) -> LakeConfig | None:
         vo_url=state.get("vo_url"),
         source=str(state["data_dir"]),
     )
+    if not state.get("idp_url"):  # a lake without its provider: the operator alone
+        return [operator]
+    researcher = replace(
+        operator,
+        name=RESEARCHER,
+        account=layout.DEMO_RESEARCHER,
+        auth_type="oidc",
+        username=layout.DEMO_RESEARCHER,
+        password=layout.DEMO_RESEARCHERS[layout.DEMO_RESEARCHER],
+        token_source="password",
+        oidc_issuer=state["idp_url"],
+        oidc_client_id=CLIENT_ID,
+        oidc_client_secret=layout.DEMO_CLIENTS[CLIENT_ID],
+        oidc_scope=layout.RESEARCHER_SCOPE,
+        ca_cert=state.get("ca_cert"),
+    )
+    return [operator, researcher]
 
 
 def embedded_instance(env: Mapping[str, str] | None = None) -> LakeConfig | None:
-    """:func:`describe` of ``env`` (default: the process's environment)."""
-    return describe(os.environ if env is None else env)
+    """The default instance of :func:`describe`, the operator's (default env: the process's)."""
+    found = describe(os.environ if env is None else env)
+    return found[0] if found else None
+
+
+def operator_instance(env: Mapping[str, str] | None = None) -> LakeConfig | None:
+    """The operator's instance of :func:`describe` (account root, userpass)."""
+    return embedded_instance(env)
+
+
+def researcher_instance(env: Mapping[str, str] | None = None) -> LakeConfig | None:
+    """The researcher's instance of :func:`describe` (alice over OIDC), if the lake has one."""
+    found = describe(os.environ if env is None else env) or []
+    return next((c for c in found if c.name == RESEARCHER), None)

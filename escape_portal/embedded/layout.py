@@ -42,12 +42,21 @@ TRANSFERTOOL_NAME = "posix"
 DEMO_RESEARCHERS = {"alice": "alice-demo", "bob": "bob-demo"}
 #: ``escape-portal``: the portal and notebooks (password, refresh, token exchange);
 #: ``rucio``: Rucio's server (its ``[oidc] idpsecrets`` client; token exchange);
-#: ``rucio-transfers``: Rucio's daemons and transfertool (client credentials, storage).
+#: ``rucio-transfers``: Rucio's daemons and transfertool (client credentials, storage);
+#: ``escape-portal-brief``: the portal's client again, whose tokens live
+#: :data:`BRIEF_LIFETIME` seconds (to see tokens expire and be renewed within a test).
 DEMO_CLIENTS = {
     "escape-portal": "escape-portal-demo",
+    "escape-portal-brief": "escape-portal-brief-demo",
     "rucio": "rucio-demo",
     "rucio-transfers": "rucio-transfers-demo",
 }
+#: Seconds the access tokens of client ``escape-portal-brief`` live.
+BRIEF_LIFETIME = 8
+#: The researcher the embedded instance acts as, and the scopes its session asks for
+#: (``offline_access``: a refresh token, so the session renews its token by itself).
+DEMO_RESEARCHER = "alice"
+RESEARCHER_SCOPE = "openid profile offline_access storage.read:/ storage.modify:/ storage.create:/"
 
 
 def default_data_dir(env: Mapping[str, str] | None = None) -> Path:

@@ -1,9 +1,10 @@
 """Credentials for Rucio, held in memory only.
 
 Rucio's own client caches every token it gets in a plaintext file under ``/tmp``; the
-portal's client keeps tokens in memory instead, and reads an OIDC token from where
-JupyterHub hands it over (a file it may refresh, or the environment) each time it
-authenticates.
+portal's client keeps tokens in memory instead. An OIDC session's token comes from its
+:class:`~escape_portal.lake.tokens.TokenKeeper`, asked before every request, so a
+renewed token is used at once; a 401 makes the keeper renew once and the request is
+sent again.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import requests
@@ -26,6 +25,9 @@ from rucio.common.exception import ServerConnectionException
 
 from escape_portal.config import LakeConfig
 from escape_portal.errors import AuthenticationFailed, LakeUnavailable, TokenExpired
+from escape_portal.lake.tokens import TokenKeeper, jwt_expiry
+
+__all__ = ["PortalClient", "jwt_expiry", "make_client", "refused_token", "token_account"]
 
 #: The audience a Rucio server expects in a token unless configured otherwise (Rucio's
 #: ``[oidc] expected_audience`` default, and ESCAPE's).
@@ -130,60 +132,6 @@ def refused_token(config: LakeConfig, token: str) -> AuthenticationFailed:
     )
 
 
-def jwt_expiry(token: str) -> dt.datetime | None:
-    """The ``exp`` claim of a JWT (not verified: the server verifies), or ``None``."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-        return dt.datetime.fromtimestamp(int(payload["exp"]), tz=dt.UTC)
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-@dataclass(frozen=True)
-class TokenSource:
-    """Where an OIDC token comes from: the value itself or a file re-read on demand."""
-
-    token: str | None = None
-    token_file: str | None = None
-
-    def read(self) -> str:
-        """The current token.
-
-        Raises
-        ------
-        AuthenticationFailed
-            If there is no token, or its file cannot be read.
-        TokenExpired
-            If the token's ``exp`` lies in the past.
-
-        """
-        token = self.token
-        if self.token_file:
-            try:
-                token = Path(self.token_file).expanduser().read_text().strip()
-            except OSError as exc:
-                raise AuthenticationFailed(
-                    f"Cannot read the OIDC token file {self.token_file}: {exc.strerror}.",
-                    "On JupyterHub, restart your server so the hub writes a fresh token.",
-                ) from exc
-        if not token:
-            raise AuthenticationFailed(
-                "No OIDC token was given.",
-                "Set RUCIO_ACCESS_TOKEN or BEARER_TOKEN_FILE, or token_file in the instance.",
-            )
-        expiry = jwt_expiry(token)
-        if expiry and expiry <= dt.datetime.now(dt.UTC):
-            raise TokenExpired(
-                f"Your OIDC token expired at {expiry:%Y-%m-%d %H:%M:%S} UTC.",
-                "Log in again (on JupyterHub: restart your server from the hub's control "
-                "panel) to get a fresh token.",
-            )
-        return token
-
-
 _LOCKED_RETRIES = 6
 #: Rucio's client logs every refused connection as a raw ``ERROR ConnectionError: ...``
 #: line; the portal says what happened in its own words instead (see :class:`Unavailable`).
@@ -217,24 +165,33 @@ def lake_answered(rucio_host: str) -> None:
         _ANSWERED.add(rucio_host)
 
 
+def _refused_credentials(result: Any) -> bool:
+    """Whether Rucio's answer is a 401 for the credentials (not an ``AccessDenied``)."""
+    if result is None or getattr(result, "status_code", None) != 401:
+        return False
+    return str(result.headers.get("ExceptionClass", "CannotAuthenticate")) != "AccessDenied"
+
+
 class PortalClient(Client):  # type: ignore[misc]
     """Rucio's client with tokens kept in memory, never in ``/tmp`` files.
 
     Rucio's ``BaseClient`` reads and writes its token through the private methods
     ``__read_token``/``__write_token``; overriding their mangled names is the narrowest
     change that keeps everything else (retries, 401 handling, streaming) Rucio's own.
+    With a ``keeper`` (OIDC), every request carries the keeper's current token, and a
+    401 (the token expired or was revoked) renews it once and sends the request again.
     """
 
     def __init__(
         self,
         *,
-        token_source: TokenSource | None,
+        keeper: TokenKeeper | None,
         portal_config: LakeConfig,
         retry_for: float = 30.0,
         on_waiting: Callable[[str | None], None] | None = None,
         **kwargs: Any,
     ) -> None:
-        self._token_source = token_source
+        self._keeper = keeper
         self._portal_config = portal_config
         self._memory_token: str | None = None
         #: Seconds a call keeps trying a lake that answered before and went away.
@@ -245,6 +202,35 @@ class PortalClient(Client):  # type: ignore[misc]
         super().__init__(logger=_RUCIO_CLIENT_LOG, **kwargs)
 
     def _send_request(self, url: str, method: Any, *args: Any, **kwargs: Any) -> Any:
+        """Rucio's request with the keeper's current token; renewed once if Rucio refuses it.
+
+        Rucio answers 401 both for a token it does not accept (``CannotAuthenticate``)
+        and for an action the account may not do (``AccessDenied``); only the first
+        renews the token, once, and sends the request again. A token still refused then
+        is explained by :func:`refused_token`; an ``AccessDenied`` stays Rucio's.
+        """
+        if self._keeper is None:
+            return self._send_waiting(url, method, *args, **kwargs)
+        self._use(self._keeper.current())  # renewed here when near expiry
+        kwargs["get_token"] = True  # a 401 is handled here, not by Rucio's re-login
+        result = self._send_waiting(url, method, *args, **kwargs)
+        if not _refused_credentials(result):
+            return result
+        refused = self.auth_token
+        token = self._keeper.renew(refused)
+        if token == refused:
+            raise refused_token(self._portal_config, refused)
+        self._use(token)
+        result = self._send_waiting(url, method, *args, **kwargs)
+        if _refused_credentials(result):
+            raise refused_token(self._portal_config, token)
+        return result
+
+    def _use(self, token: str) -> None:
+        self.auth_token = token
+        self.headers["X-Rucio-Auth-Token"] = token
+
+    def _send_waiting(self, url: str, method: Any, *args: Any, **kwargs: Any) -> Any:
         """Rucio's request, sent again while a lake that answered before is away.
 
         Connection refused or reset by a lake that answered in this process (its server
@@ -295,7 +281,7 @@ class PortalClient(Client):  # type: ignore[misc]
         return result
 
     def _BaseClient__read_token(self) -> bool:  # noqa: N802 - overrides a mangled name
-        token = self._token_source.read() if self._token_source else self._memory_token
+        token = self._keeper.current() if self._keeper else self._memory_token
         if not token:
             return False
         self.auth_token = token
@@ -306,12 +292,8 @@ class PortalClient(Client):  # type: ignore[misc]
         self._memory_token = self.auth_token
 
     def _BaseClient__get_token(self) -> None:  # noqa: N802
-        if self._token_source is not None:
-            token = self._token_source.read()
-            if token == self.auth_token:
-                raise refused_token(self._portal_config, token)
-            self.auth_token = token
-            self.headers["X-Rucio-Auth-Token"] = token
+        if self._keeper is not None:  # not reached by requests (see _send_request)
+            self._use(self._keeper.renew(self.auth_token))
             return
         getter: Callable[[BaseClient], None] = BaseClient._BaseClient__get_token
         getter(self)
@@ -357,16 +339,20 @@ def token_account(config: LakeConfig, token: str) -> str:
 
 
 def make_client(
-    config: LakeConfig, on_waiting: Callable[[str | None], None] | None = None
+    config: LakeConfig,
+    on_waiting: Callable[[str | None], None] | None = None,
+    keeper: TokenKeeper | None = None,
 ) -> PortalClient:
     """A Rucio client for ``config``; authenticates at once (errors are Rucio's).
+
+    An OIDC instance's tokens come from ``keeper`` (a new :class:`TokenKeeper` if
+    ``None``): the same keeper gives the data path its storage tokens.
 
     ``on_waiting`` is called with a message in the user's words when a call starts
     waiting for a lake that went away (see :class:`PortalClient`), and with ``None`` when
     it answers again.
     """
     creds: dict[str, Any] = {}
-    token_source = None
     account = config.account
     if config.auth_type == "userpass":
         if not config.username or not config.password:
@@ -377,8 +363,9 @@ def make_client(
             )
         creds = {"username": config.username, "password": config.password}
     elif config.auth_type == "oidc":
-        token_source = TokenSource(config.token, config.token_file)
-        token = token_source.read()  # fail early, in the user's words, on a missing/expired token
+        if keeper is None:
+            keeper = TokenKeeper(config)
+        token = keeper.current()  # fail early, in the user's words, on a missing/expired token
         if not account:
             # Rucio's client would look for the account in a rucio.cfg a hub session lacks.
             account = token_account(config, token)
@@ -386,8 +373,10 @@ def make_client(
         creds = {"client_cert": config.client_cert, "client_key": config.client_key}
     elif config.auth_type == "x509_proxy":
         creds = {"client_proxy": config.x509_proxy}
+    if config.auth_type != "oidc":
+        keeper = None
     return PortalClient(
-        token_source=token_source,
+        keeper=keeper,
         portal_config=config,
         retry_for=config.timeout,
         on_waiting=on_waiting,

@@ -23,13 +23,7 @@ from rucio.common import exception as rx
 
 from escape_portal import errors
 from escape_portal.config import LakeConfig, select_instance
-from escape_portal.lake.auth import (
-    PortalClient,
-    TokenSource,
-    jwt_expiry,
-    lake_answered,
-    make_client,
-)
+from escape_portal.lake.auth import PortalClient, lake_answered, make_client
 from escape_portal.lake.models import (
     DID,
     DatasetReplica,
@@ -45,7 +39,7 @@ from escape_portal.lake.models import (
     encode_cursor,
     parse_filters,
 )
-from escape_portal.lake.tokens import TokenKeeper, storage_access
+from escape_portal.lake.tokens import TokenKeeper, expiry_notice, jwt_expiry, storage_access
 
 T = TypeVar("T")
 _TYPES = ("all", "collection", "container", "dataset", "file")
@@ -67,13 +61,26 @@ class Identity:
     account: str
     auth_type: str
     token_expires_at: dt.datetime | None
+    #: Whether the portal renews the token itself before it expires (userpass and X.509
+    #: sessions ask Rucio for a new one; OIDC ones with a refresh token, the hub or the
+    #: demo password renew at the provider).
+    token_renewable: bool = False
 
     @property
     def token_valid_for(self) -> dt.timedelta | None:
-        """Time left before the token expires (``None`` if unknown or renewed automatically)."""
+        """Time left before the current token expires (``None`` if unknown)."""
         if self.token_expires_at is None:
             return None
         return self.token_expires_at - dt.datetime.now(dt.UTC)
+
+    def expiry_notice(self, within: dt.timedelta | None = None) -> str | None:
+        """A line in the user's words when the token expires soon and cannot be renewed.
+
+        ``within``: how long before the expiry to warn (default ten minutes).
+        """
+        if within is None:
+            return expiry_notice(self.token_expires_at, self.token_renewable)
+        return expiry_notice(self.token_expires_at, self.token_renewable, within=within)
 
 
 def _map_error(exc: BaseException, config: LakeConfig, what: str) -> errors.LakeError:
@@ -203,7 +210,9 @@ class Lake:
         """The underlying Rucio client (authenticated on first use)."""
         if self._client is None:
             with self._calling(f"authenticating to {self.config.rucio_host}"):
-                self._client = make_client(self.config, on_waiting=self._waiting)
+                self._client = make_client(
+                    self.config, on_waiting=self._waiting, keeper=self.tokens
+                )
         return self._client
 
     def _waiting(self, message: str | None) -> None:
@@ -229,7 +238,8 @@ class Lake:
         with self._calling("asking who you are"):
             who = self.client.whoami()
         expires = None
-        if self.config.auth_type == "oidc" and self.client.auth_token:
+        keeper = self.tokens
+        if keeper is not None and self.client.auth_token:
             expires = jwt_expiry(self.client.auth_token)
         return Identity(
             instance=self.config.name,
@@ -237,6 +247,7 @@ class Lake:
             account=str((who or {}).get("account", self.config.account)),
             auth_type=self.config.auth_type,
             token_expires_at=expires,
+            token_renewable=keeper.renewable if keeper is not None else True,
         )
 
     def ping(self) -> str:
@@ -416,10 +427,27 @@ class Lake:
     def tokens(self) -> TokenKeeper | None:
         """The session's tokens (``None`` unless the instance authenticates with OIDC)."""
         if self._tokens is None and self.config.auth_type == "oidc":
-            self._tokens = TokenKeeper(
-                self.config, TokenSource(self.config.token, self.config.token_file)
-            )
+            with self._calling("finding your token"):
+                self._tokens = TokenKeeper(self.config)
         return self._tokens
+
+    def token_notice(self) -> str | None:
+        """An expiry notice in the user's words, or ``None``, without asking the lake.
+
+        Given when the session's token cannot be renewed by the portal and expires within
+        ten minutes (see :func:`escape_portal.lake.tokens.expiry_notice`); not for one that
+        already expired, which the first request reports as an error.
+        """
+        try:
+            keeper = self.tokens
+        except errors.LakeError:
+            return None
+        if keeper is None:
+            return None
+        expiry = keeper.notice_expiry()
+        if expiry is not None and expiry <= dt.datetime.now(dt.UTC):
+            return None
+        return keeper.notice()
 
     def storage_token(self, rse: str, path: str, *, write: bool = False) -> str | None:
         """A token for storage element ``rse`` to read (or write) ``path`` there.
@@ -625,7 +653,8 @@ class Lake:
         """Create a replication rule, or reuse an equivalent one.
 
         An existing rule of the same account, DID, RSE expression and copies is reused
-        (its lifetime extended if the new one would outlive it) instead of duplicated.
+        (its lifetime extended if the new one would outlive it and the account may
+        change rules) instead of duplicated.
         New rules ask Rucio for notifications (``RULE_OK``, ``DATASETLOCK_OK``), which
         instances with a message broker publish (see :mod:`escape_portal.notifications`).
 
@@ -667,7 +696,12 @@ class Lake:
             return self.extend_rule(rule.id, None)
         wanted = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=lifetime)
         if wanted > rule.expires_at:
-            return self.extend_rule(rule.id, lifetime)
+            try:
+                return self.extend_rule(rule.id, lifetime)
+            except errors.PermissionDenied:
+                # Rucio's generic policy lets only admins change a rule: a researcher's
+                # equivalent rule is reused as it is (its expiry tells until when).
+                return rule
         return rule
 
     def extend_rule(self, rule_id: str, lifetime: int | None) -> Rule:

@@ -52,6 +52,8 @@ def whoami(service: PortalService) -> dict[str, Any]:
         "token_expires_at": who.token_expires_at.isoformat() if who.token_expires_at else None,
         "token_valid_seconds": None if left is None else max(0, int(left.total_seconds())),
         "token_expired": left is not None and left.total_seconds() <= 0,
+        "token_renewable": who.token_renewable,
+        "token_notice": who.expiry_notice(),
     }
 
 

@@ -88,10 +88,10 @@ def test_cache_is_bounded_least_recently_used_first(tmp_path: Path) -> None:
         cache.make_room(101)
 
 
-def test_lost_replica_fails_clearly_and_keeps_nothing(access: Access, lake: Lake) -> None:
-    """Registered at DESY-DISK, but the bytes are not there: the download says so."""
+def test_lost_replica_fails_clearly_and_keeps_nothing(access: Access, operator_lake: Lake) -> None:
+    """Registered at DESY-DISK by the operator, but the bytes are not there: it says so."""
     name = f"lost-{time.time_ns()}.dat"
-    lake.client.add_replicas(
+    operator_lake.client.add_replicas(
         "DESY-DISK", [{"scope": "user.escape", "name": name, "bytes": 4, "adler32": "0275010b"}]
     )
     with pytest.raises(LakeError, match=r"Downloading user\.escape:lost-") as err:

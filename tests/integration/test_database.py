@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from escape_portal.config import embedded_instance
 from escape_portal.embedded import database
 from escape_portal.embedded.fresh import fresh_dataset
+from escape_portal.embedded.instance import operator_instance
 from escape_portal.embedded.supervisor import EmbeddedLake, EmbeddedLakeError
 from escape_portal.events import wait_for
 from escape_portal.lake import Lake
@@ -48,7 +48,8 @@ def pg_lake() -> Iterator[EmbeddedLake]:
 
 @pytest.fixture()
 def pg(pg_lake: EmbeddedLake) -> Lake:
-    config = embedded_instance({"ESCAPE_PORTAL_LAKE_DIR": str(pg_lake.paths.root)})
+    # The operator: the test registers a fresh dataset (replicas are root's to add).
+    config = operator_instance({"ESCAPE_PORTAL_LAKE_DIR": str(pg_lake.paths.root)})
     assert config is not None
     return Lake(config)
 

@@ -52,10 +52,14 @@ def test_bad_type_and_rse_expression(lake: Lake) -> None:
         lake.add_rule("cta:crab-2024.sky", "NO-SUCH-RSE")
 
 
-def test_wrong_password(lake_config: LakeConfig) -> None:
-    lake = Lake(replace(lake_config, password="wrong"))
+def test_wrong_password(lake_config: LakeConfig, alice_config: LakeConfig) -> None:
+    lake = Lake(replace(lake_config, password="wrong"))  # userpass at Rucio
     with pytest.raises(AuthenticationFailed, match="did not accept"):
         lake.scopes()
+    # The researcher's demo password, at the lake's identity provider.
+    with pytest.raises(AuthenticationFailed, match="refused renewing your OIDC token") as err:
+        Lake(replace(alice_config, password="wrong")).scopes()
+    assert "wrong" not in str(err.value) and "password" in err.value.hint
 
 
 def test_expired_oidc_token_is_reported_without_a_request(lake_config: LakeConfig) -> None:
@@ -168,8 +172,8 @@ def test_no_token_is_written_to_disk(lake_config: LakeConfig) -> None:
     assert lake.client.auth_token  # authenticated, in memory
 
 
-def test_quota_exceeded_is_reported(lake: Lake) -> None:
-    client = lake.client
+def test_quota_exceeded_is_reported(lake: Lake, operator_lake: Lake) -> None:
+    client = operator_lake.client  # quotas are the operator's to set
     account = lake.identity().account
     client.set_local_account_limit(account, "DESY-DISK", 1)  # one byte
     try:

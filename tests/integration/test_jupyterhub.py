@@ -391,7 +391,10 @@ def _describe(proc: psutil.Process) -> str:
 
 @pytest.fixture(scope="module")
 def hub(
-    embedded_lake: EmbeddedLake, lake_config: LakeConfig, tmp_path_factory: pytest.TempPathFactory
+    embedded_lake: EmbeddedLake,
+    lake_config: LakeConfig,
+    operator_config: LakeConfig,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Hub]:
     """A JupyterHub with three users' servers started: two logged in, one without token."""
     if not PROXY.exists():
@@ -407,7 +410,7 @@ def hub(
             "static/remoteEntry.*.js): run bash scripts/build-extension.sh "
             "(scripts/test.sh does before pytest)."
         )
-    ensure_lake_accounts(lake_config, ACCOUNTS)
+    ensure_lake_accounts(operator_config, ACCOUNTS)  # accounts are the operator's to add
 
     workdir = tmp_path_factory.mktemp("hub")
     ports = {"hub_port": 0, "public_port": 0, "api_port": 0}

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from escape_portal.config import LakeConfig
 from escape_portal.embedded.supervisor import EmbeddedLake
+from escape_portal.errors import PermissionDenied
 from escape_portal.events import wait_for
 from escape_portal.lake import DID, Lake
 
@@ -38,6 +40,23 @@ def test_rule_copies_bytes_and_reaches_ok(lake: Lake, embedded_lake: EmbeddedLak
         assert _adler(path) == files[rep.name].adler32  # the bytes really arrived
 
 
+def test_equivalent_rule_is_reused_but_not_extended_by_a_researcher(
+    alice_config: LakeConfig, lake: Lake
+) -> None:
+    """Rucio's generic policy lets only admins change rules: alice's is reused as it is."""
+    operator, lake = lake, Lake(alice_config)
+    did = DID("km3net", "arca21-2023.events")
+    first, _ = lake.add_rule(did, "PIC-DISK", lifetime=600)
+    again, created = lake.add_rule(did, "PIC-DISK", lifetime=7200)
+    assert created is False and again.id == first.id and again.expires_at == first.expires_at
+    assert [
+        r.id for r in lake.rules(did) if r.rse_expression == "PIC-DISK" and r.account == "alice"
+    ] == [first.id]
+    with pytest.raises(PermissionDenied):
+        lake.delete_rule(first.id)  # not even her own, under the generic policy
+    operator.delete_rule(first.id)
+
+
 def test_equivalent_rule_is_reused_and_extended(lake: Lake) -> None:
     did = DID("km3net", "arca21-2023.events")
     first, _ = lake.add_rule(did, "DESY-DISK", lifetime=600)
@@ -54,10 +73,10 @@ def test_equivalent_rule_is_reused_and_extended(lake: Lake) -> None:
 
 
 def test_corrupted_source_ends_stuck_with_the_reason(
-    lake: Lake, embedded_lake: EmbeddedLake
+    lake: Lake, operator_lake: Lake, embedded_lake: EmbeddedLake
 ) -> None:
     """A replica whose bytes no longer match the catalogue is never copied as good."""
-    client = lake.client
+    client = operator_lake.client  # replicas are registered by the operator
     scope, name = "user.escape", f"corrupt-{int(time.time() * 1000)}.dat"
     good = b"the original bytes of this file\n"
     adler = f"{zlib.adler32(good) & 0xFFFFFFFF:08x}"

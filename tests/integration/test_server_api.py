@@ -32,13 +32,15 @@ CRAB = (83.6331, 22.0145)
 def jp_server_config(
     embedded_lake: EmbeddedLake,
     lake_config: LakeConfig,
+    operator_config: LakeConfig,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Config:
     lake_environment(monkeypatch, embedded_lake.paths.root, tmp_path)
-    # The password of the instances a test writes into the (so far absent) instances file.
-    assert lake_config.password
-    monkeypatch.setenv("RUCIO_PASSWORD", lake_config.password)
+    # The password of the (operator's userpass) instances a test writes into the (so far
+    # absent) instances file.
+    assert operator_config.password
+    monkeypatch.setenv("RUCIO_PASSWORD", operator_config.password)
     return server_config(lake_config, tmp_path)
 
 
@@ -52,29 +54,30 @@ async def test_instances_and_whoami(jp_fetch: Fetch, lake_config: LakeConfig) ->
     assert status == 200
     assert who["account"] == lake_config.account and who["auth_type"] == "userpass"
     assert who["token_valid_seconds"] is None and who["token_expired"] is False
+    assert who["token_renewable"] is True and who["token_notice"] is None
 
 
 async def test_switching_to_another_instance(
-    jp_fetch: Fetch, lake_config: LakeConfig, tmp_path: Path
+    jp_fetch: Fetch, operator_config: LakeConfig, tmp_path: Path
 ) -> None:
     # Two more instances in the user's instances file: the same lake under another name,
     # and one whose server is not there.
     (tmp_path / "no-instances.toml").write_text(
         f"""
 [instances.lake-b]
-rucio_host = "{lake_config.rucio_host}"
-auth_host = "{lake_config.auth_host}"
+rucio_host = "{operator_config.rucio_host}"
+auth_host = "{operator_config.auth_host}"
 auth_type = "userpass"
-account = "{lake_config.account}"
-username = "{lake_config.username}"
-compute_site = "{lake_config.compute_site}"
+account = "{operator_config.account}"
+username = "{operator_config.username}"
+compute_site = "{operator_config.compute_site}"
 timeout = 5
 
 [instances.gone]
 rucio_host = "http://127.0.0.1:9"
 auth_type = "userpass"
-account = "{lake_config.account}"
-username = "{lake_config.username}"
+account = "{operator_config.account}"
+username = "{operator_config.username}"
 timeout = 2
 """
     )

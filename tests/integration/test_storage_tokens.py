@@ -60,8 +60,9 @@ def ca(embedded_lake: EmbeddedLake) -> str:
 
 
 @pytest.fixture()
-def sample(lake: Lake, embedded_lake: EmbeddedLake) -> tuple[DID, bytes]:
+def sample(operator_lake: Lake, embedded_lake: EmbeddedLake) -> tuple[DID, bytes]:
     """A fresh file at DESY-DISK, written in place as seeding writes (real bytes)."""
+    lake = operator_lake  # replicas are registered by the operator
     data = os.urandom(200_000)
     did = DID("user.escape", f"xrootd-{time.time_ns()}.dat")
     lake.client.add_replicas(

@@ -18,7 +18,7 @@ SIZE_MB = 24
 
 
 @pytest.fixture()
-def large_fits(lake: Lake) -> DID:
+def large_fits(operator_lake: Lake) -> DID:
     """A fresh 24 MiB FITS image at DESY-DISK only (real bytes, true checksum)."""
     from astropy.io import fits
 
@@ -28,7 +28,7 @@ def large_fits(lake: Lake) -> DID:
     fits.HDUList([hdu, fits.ImageHDU(np.ones((8, 8)), name="SMALL")]).writeto(buffer)
     data = buffer.getvalue()
     did = DID("user.escape", f"large-{time.time_ns()}.fits")
-    lake.client.add_replicas(
+    operator_lake.client.add_replicas(
         "DESY-DISK",
         [
             {
@@ -39,7 +39,7 @@ def large_fits(lake: Lake) -> DID:
             }
         ],
     )
-    path = next(iter(lake.file_replicas([did]))).local_path("DESY-DISK")
+    path = next(iter(operator_lake.file_replicas([did]))).local_path("DESY-DISK")
     assert path is not None
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)

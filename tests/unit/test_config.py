@@ -136,3 +136,66 @@ def test_instance_providers_come_last_and_only_while_they_describe_one(
     path.write_text('[instances.site-lake]\nrucio_host = "https://configured.example"\n')
     env["ESCAPE_PORTAL_CONFIG"] = str(path)
     assert select_instance("site-lake", env).rucio_host == "https://configured.example"
+
+
+def test_a_provider_may_describe_several_instances(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "multi_lake_provider.py").write_text(
+        "from escape_portal.config import LakeConfig\n"
+        "def describe(env):\n"
+        "    host = env.get('SITE_LAKE_HOST')\n"
+        "    if not host:\n"
+        "        return None\n"
+        "    return [LakeConfig(name='site-lake', rucio_host=host),\n"
+        "            LakeConfig(name='site-lake-admin', rucio_host=host, account='root')]\n"
+    )
+    info = tmp_path / "multi_lake_provider-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: multi-lake-provider\nVersion: 1\n")
+    (info / "entry_points.txt").write_text(
+        "[escape_portal.instances]\nsite-lake = multi_lake_provider:describe\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    env = {
+        "ESCAPE_PORTAL_CONFIG": str(tmp_path / "none.toml"),
+        "ESCAPE_PORTAL_LAKE_DIR": str(tmp_path / "no-lake"),
+        "RUCIO_CONFIG": str(tmp_path / "none.cfg"),
+        "SITE_LAKE_HOST": "https://site-lake.example",
+    }
+    found = load_instances(env)
+    assert [n for n in found if n.startswith("site-lake")] == ["site-lake", "site-lake-admin"]
+    assert select_instance("site-lake-admin", env).account == "root"
+
+
+def test_the_embedded_lake_is_a_researcher_and_an_operator(tmp_path: Path) -> None:
+    import json
+
+    from escape_portal.embedded import instance, layout
+
+    paths = layout.LakePaths(tmp_path)
+    paths.state_file.parent.mkdir(parents=True, exist_ok=True)
+    paths.state_file.write_text(
+        json.dumps(
+            {
+                "data_dir": str(tmp_path),
+                "rucio_host": "http://127.0.0.1:1",
+                "idp_url": "https://localhost:2",
+                "ca_cert": str(tmp_path / "ca.pem"),
+            }
+        )
+    )
+    operator, researcher = instance.describe({"ESCAPE_PORTAL_LAKE_DIR": str(tmp_path)}) or []
+    assert (researcher.name, researcher.account, researcher.auth_type) == (
+        "embedded-alice",
+        "alice",
+        "oidc",
+    )
+    assert researcher.token_source == "password" and researcher.oidc_issuer == "https://localhost:2"
+    assert researcher.oidc_scope and "offline_access" in researcher.oidc_scope
+    assert (operator.name, operator.account, operator.auth_type) == (
+        "embedded",
+        "root",
+        "userpass",
+    )
+    assert "alice-demo" not in repr(researcher) and "password" not in researcher.public()

@@ -52,6 +52,10 @@ export interface IWhoAmI {
   token_expires_at: string | null;
   token_valid_seconds: number | null;
   token_expired: boolean;
+  /** Whether the portal renews the token itself before it expires. */
+  token_renewable: boolean;
+  /** In the user's words, when the token cannot be renewed and expires soon. */
+  token_notice: string | null;
 }
 
 /** A DID as the listings give it. */

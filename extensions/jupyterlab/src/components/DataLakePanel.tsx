@@ -116,9 +116,11 @@ function Identity(props: {
   const token = who
     ? who.token_expired
       ? 'token expired'
-      : who.token_valid_seconds !== null
-        ? `token valid ${formatDuration(who.token_valid_seconds)}`
-        : 'token valid'
+      : who.token_renewable
+        ? 'token renewed automatically'
+        : who.token_valid_seconds !== null
+          ? `token valid ${formatDuration(who.token_valid_seconds)}`
+          : 'token valid'
     : '';
   const others = instances ? instances.instances.length : 0;
   const [switching, setSwitching] = React.useState(false);
@@ -145,7 +147,10 @@ function Identity(props: {
             {who.account} ({who.auth_type})
           </span>
           <span
-            className={`ep-Identity-token${who.token_expired ? ' ep-mod-expired' : ''}`}
+            className={`ep-Identity-token${
+              who.token_expired || who.token_notice ? ' ep-mod-expired' : ''
+            }`}
+            title={who.token_notice ?? undefined}
           >
             {token}
           </span>
