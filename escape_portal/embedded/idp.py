@@ -11,7 +11,9 @@ serves HTTPS on 127.0.0.1 only, with the lake's host certificate (:mod:`.pki`):
   (with ``offline_access``; rotated on use) and token exchange (RFC 8693), which turns
   a token into one for another audience with the same or narrower scopes.
 
-Every access token is a WLCG-profile JWT minted by :func:`.tokens.mint`. The requested
+Every access token is a WLCG-profile JWT minted by :func:`.tokens.mint`; it lives
+``--lifetime`` seconds, or its client's own lifetime (the ``jupyterhub`` client's tokens
+last :data:`HUB_ACCESS_LIFETIME`, so a hub's token renewal is exercised). The requested
 ``audience`` must be Rucio's (:data:`.tokens.RUCIO_AUDIENCE`, the default) or a storage
 element's (:func:`.tokens.storage_audience`).
 
@@ -68,6 +70,10 @@ ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 #: Seconds an access token lives unless ``--lifetime`` or ``$ESCAPE_PORTAL_IDP_LIFETIME``.
 DEFAULT_ACCESS_LIFETIME = 1200
+#: Seconds the access tokens of the ``jupyterhub`` client live, whatever the lake-wide
+#: lifetime: a hub in front of the embedded lake renews them (its ``refresh_user``) while
+#: its sessions run, as it must with ESCAPE's IAM, only sooner.
+HUB_ACCESS_LIFETIME = 60
 REFRESH_LIFETIME = 24 * 3600
 STORAGE_SCOPES = tuple(
     f"{name}:/" for name in (tokens.STORAGE_READ, tokens.STORAGE_MODIFY, tokens.STORAGE_CREATE)
@@ -122,6 +128,8 @@ class ServiceClient:
     #: What this client may ask for: the ceiling of ``client_credentials`` tokens and a
     #: filter on researchers' tokens it obtains.
     scopes: tuple[str, ...]
+    #: Seconds this client's access tokens live; ``None``: the provider's lifetime.
+    access_lifetime: float | None = None
 
     def get_client_id(self) -> str:  # noqa: D102
         return self.client_id
@@ -157,6 +165,13 @@ def demo_clients() -> dict[str, ServiceClient]:
             DEMO_CLIENTS["escape-portal"],
             ("password", "refresh_token", TOKEN_EXCHANGE),
             RESEARCHER_SCOPES,
+        ),
+        "jupyterhub": ServiceClient(
+            "jupyterhub",
+            DEMO_CLIENTS["jupyterhub"],
+            ("password", "refresh_token"),
+            RESEARCHER_SCOPES,
+            access_lifetime=HUB_ACCESS_LIFETIME,
         ),
         "rucio": ServiceClient(
             "rucio",
@@ -279,7 +294,7 @@ class _LakeGrant:
         refused = [w for w in wanted if not any(tokens.scope_covers(c, w) for c in ceiling)]
         if refused:
             raise InvalidScopeError(f"scope not allowed: {' '.join(refused)}")
-        lifetime = int(expires_in or provider.lifetime)
+        lifetime = int(expires_in or client.access_lifetime or provider.lifetime)
         subject = client.client_id if user is None else user.subject
         extra: dict[str, Any] = {"client_id": client.client_id}
         if user is not None:
