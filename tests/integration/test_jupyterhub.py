@@ -64,6 +64,7 @@ HUB_DIR = ROOT / "tests" / "hub"
 PROXY = HUB_DIR / "node_modules" / ".bin" / "configurable-http-proxy"
 VENV_BIN = Path(sys.executable).parent
 LABEXTENSION = Path(sys.prefix) / "share" / "jupyter" / "labextensions" / "escape-portal"
+GUIDE = ROOT / "docs" / "jupyterhub.md"
 
 #: Hub users that log in: the embedded lake's researchers (its provider's published demo
 #: passwords, not secrets), each mapped by Rucio to the account of the same name.
@@ -99,6 +100,16 @@ def free_port() -> int:
             port: int = sock.getsockname()[1]
         if port != 8888:
             return port
+
+
+def documented_server_scopes() -> list[str]:
+    """The ``server`` role's scopes in docs/jupyterhub.md (section 2), verbatim."""
+    text = GUIDE.read_text(encoding="utf-8")
+    match = re.search(r"loadRoles:\n\s+server:\n(?:\s+#.*\n)*\s+scopes: \[(.*?)\]", text)
+    assert match, f"{GUIDE}: no loadRoles.server.scopes"
+    scopes = [scope.strip() for scope in match[1].split(",")]
+    assert "admin:auth_state!user" in scopes, scopes
+    return scopes
 
 
 def session_environment(lake: LakeConfig) -> dict[str, str]:
@@ -185,15 +196,9 @@ def hub_config(
                 "scopes": ["admin:users", "admin:servers", "tokens", "access:servers"],
                 "services": [{SERVICE!r}],
             }},
-            # Each server may read its owner's auth state: the session's token source.
-            {{
-                "name": "server",
-                "scopes": [
-                    "users:activity!user",
-                    "access:servers!server",
-                    "admin:auth_state!user",
-                ],
-            }},
+            # Each server may read its owner's auth state: the session's token source
+            # (docs/jupyterhub.md, section 2, verbatim).
+            {{"name": "server", "scopes": {documented_server_scopes()!r}}},
         ]
 
         # Sessions: this venv's jupyterhub-singleuser, homes below the test's folder.
