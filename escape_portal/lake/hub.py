@@ -2,7 +2,8 @@
 
 A single-user server started by a hub has ``JUPYTERHUB_API_URL``, ``JUPYTERHUB_API_TOKEN``
 and ``JUPYTERHUB_USER``. When the server's token carries the scope to read its owner's
-auth state (``admin:auth_state!user``, granted to the hub's ``server`` role),
+auth state (``admin:auth_state!user``, granted to the hub's ``server`` role and, as a
+token never has more than its owner, to the ``user`` role),
 ``GET /users/{name}`` answers the user's ``auth_state``, where an OAuthenticator keeps
 the provider's access token. JupyterHub (checked in 6.1) fills ``auth_state`` in that
 answer only: ``GET /user`` always answers ``null`` for it, whatever the token's scopes.
@@ -35,7 +36,7 @@ def _get(url: str, api_token: str, timeout: float) -> requests.Response:
 def _refused(response: requests.Response) -> AuthenticationFailed:
     return AuthenticationFailed(
         f"JupyterHub refused to hand over your token (HTTP {response.status_code}).",
-        "Ask the hub's operators to grant servers the scope admin:auth_state!user.",
+        "Ask the hub's operators to give the user and server roles admin:auth_state!user.",
     )
 
 

@@ -102,11 +102,12 @@ def free_port() -> int:
             return port
 
 
-def documented_server_scopes() -> list[str]:
-    """The ``server`` role's scopes in docs/jupyterhub.md (section 2), verbatim."""
+def documented_role_scopes(role: str) -> list[str]:
+    """A role's scopes in the ``loadRoles`` of docs/jupyterhub.md (section 2), verbatim."""
     text = GUIDE.read_text(encoding="utf-8")
-    match = re.search(r"loadRoles:\n\s+server:\n(?:\s+#.*\n)*\s+scopes: \[(.*?)\]", text)
-    assert match, f"{GUIDE}: no loadRoles.server.scopes"
+    roles = text.split("  loadRoles:\n", 1)[1].split("```", 1)[0]
+    match = re.search(rf"^    {role}:\n\s+scopes: \[(.*?)\]", roles, re.MULTILINE)
+    assert match, f"{GUIDE}: no loadRoles.{role}.scopes"
     scopes = [scope.strip() for scope in match[1].split(",")]
     assert "admin:auth_state!user" in scopes, scopes
     return scopes
@@ -198,7 +199,8 @@ def hub_config(
             }},
             # Each server may read its owner's auth state: the session's token source
             # (docs/jupyterhub.md, section 2, verbatim).
-            {{"name": "server", "scopes": {documented_server_scopes()!r}}},
+            {{"name": "user", "scopes": {documented_role_scopes("user")!r}}},
+            {{"name": "server", "scopes": {documented_role_scopes("server")!r}}},
         ]
 
         # Sessions: this venv's jupyterhub-singleuser, homes below the test's folder.
@@ -657,6 +659,7 @@ def test_the_hub_keeps_the_providers_tokens_in_the_auth_state(hub: Hub) -> None:
         assert hub.auth_state(NO_TOKEN_USER) == {}
         log = hub.log.read_text()
         assert "The provider issued tokens for alice" in log
+        assert "discarding scopes" not in log  # the servers' tokens have admin:auth_state
         for user in ACCOUNTS:  # no token, refresh token or password in the hub's log
             state = hub.auth_state(user)
             assert state["access_token"] not in log and state["refresh_token"] not in log
