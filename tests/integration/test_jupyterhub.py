@@ -409,6 +409,10 @@ class Hub:
                     break
         finally:
             socket_.close()
+            # Wait for the closing handshake, so the socket is closed before the loop ends.
+            with contextlib.suppress(asyncio.TimeoutError):
+                while await asyncio.wait_for(socket_.read_message(), REQUEST_TIMEOUT) is not None:
+                    pass
         lines = [line for line in "".join(out).splitlines() if line.startswith("{")]
         assert lines, f"the kernel printed no JSON: {out}"
         return json.loads(lines[-1])
