@@ -625,10 +625,15 @@ print(json.dumps({
 }))
 """
 
-#: Run in a session's kernel: browse the lake as the library does for a researcher (the
-#: session's own token source, no token given). Prints one JSON line.
+#: A FITS file at LAPP-DISK, which the storage offers over HTTP: streamed, not downloaded.
+STREAMED = "cta:crab-2024.sky.0001.fits"
+
+#: Run in a session's kernel: browse the lake and stream a file's header as the library
+#: does for a researcher (the session's own token source, no token given). Prints one
+#: JSON line.
 KERNEL_BROWSE = """
-import json
+import json, pathlib, tempfile
+from escape_portal.access import Access, Cache
 from escape_portal.lake import Lake
 
 lake = Lake.from_instance()
@@ -636,7 +641,14 @@ found = sorted(
     "{scope}:{name}".format(**d.to_dict())
     for d in lake.dids("cta", PATTERN, type="dataset", filters=["target=Crab"])
 )
-print(json.dumps({"account": lake.identity().account, "found": found}))
+with tempfile.TemporaryDirectory() as tmp:
+    access = Access(lake, Cache(pathlib.Path(tmp)))
+    with access.fits(STREAMED, stream=True) as hdul:
+        ctype = hdul[0].header["CTYPE1"]
+    cached = len(list(access.cache.entries()))
+print(json.dumps({
+    "account": lake.identity().account, "found": found, "ctype": ctype, "cached": cached,
+}))
 """
 
 
@@ -810,8 +822,8 @@ def test_past_the_first_expiry_each_session_keeps_browsing_with_no_restart(
     """The server extension's REST API, through the proxy, on the token the hub renewed.
 
     Needs the session's token keeper to read the hub (escape_portal.lake.tokens).
-    INTEGRATOR: streaming (a replica opened with ``stream=True``) and an upload past the
-    first expiry join here, through the session, once the data path and upload land.
+    INTEGRATOR: the REST API's streaming and upload endpoints, past the first expiry,
+    join here once the data path and upload land.
     """
     before = past_first_expiry
     with hub.diagnosed():
@@ -827,12 +839,18 @@ def test_past_the_first_expiry_the_kernel_keeps_browsing(
 ) -> None:
     """The library in the kernel started before the expiry, with no token given to it.
 
-    Needs the session's token keeper to read the hub (escape_portal.lake.tokens).
+    It browses and streams a FITS header (``escape_portal.access``, ``stream=True``: the
+    replica's HTTP URL with range requests, nothing downloaded). Needs the session's token
+    keeper to read the hub (escape_portal.lake.tokens). INTEGRATOR: a ``rucio://`` open
+    over root:// and davs:// (storage-audience tokens) and an upload join here.
     """
     with hub.diagnosed():
         code = KERNEL_BROWSE.replace("PATTERN", repr("crab-2024.*"))
+        code = code.replace("STREAMED", repr(STREAMED))
         answer = hub.run_in_kernel("alice", past_first_expiry.kernel, code)
         assert answer == {
             "account": "alice",
             "found": ["cta:crab-2024.dl3", "cta:crab-2024.sky"],
+            "ctype": "RA---TAN",
+            "cached": 0,
         }
