@@ -11,7 +11,8 @@ serves HTTPS on 127.0.0.1 only, with the lake's host certificate (:mod:`.pki`):
   (with ``offline_access``; rotated on use) and token exchange (RFC 8693), which turns
   a token into one for another audience with the same or narrower scopes.
 
-Every access token is a WLCG-profile JWT minted by :func:`.tokens.mint`. The requested
+Every access token is a WLCG-profile JWT minted by :func:`.tokens.mint`; it lives
+``--lifetime`` seconds, or its client's own lifetime (see below). The requested
 ``audience`` must be Rucio's (:data:`.tokens.RUCIO_AUDIENCE`, the default) or a storage
 element's (:func:`.tokens.storage_audience`).
 
@@ -24,9 +25,10 @@ pyop covers only the browser flows (authorization code, implicit) and refresh; i
 ships token exchange too, but asks for a far larger configuration (session manager, key
 jars, per-endpoint grant helpers) and its own JOSE stack for the same four grants.
 
-Access tokens live ``--lifetime`` seconds, except those issued to the client
-``escape-portal-brief`` (:data:`.layout.BRIEF_LIFETIME`, a few seconds): it lets a test or
-a demo watch a session's tokens expire and be renewed without shortening every token.
+Access tokens live ``--lifetime`` seconds, except those issued to two clients that let a
+test or a demo watch tokens expire and be renewed without shortening every token:
+``escape-portal-brief`` (:data:`.layout.BRIEF_LIFETIME`, a few seconds) and ``jupyterhub``,
+a hub's login (:data:`HUB_ACCESS_LIFETIME`, a minute).
 
 Refresh tokens are opaque and kept in this process's memory: a restart of the provider
 ends them (access tokens, being self-contained, stay valid). The access log records the
@@ -77,6 +79,10 @@ ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 #: Seconds an access token lives unless ``--lifetime`` or ``$ESCAPE_PORTAL_IDP_LIFETIME``.
 DEFAULT_ACCESS_LIFETIME = 1200
+#: Seconds the access tokens of the ``jupyterhub`` client live, whatever the lake-wide
+#: lifetime: a hub in front of the embedded lake renews them (its ``refresh_user``) while
+#: its sessions run, as it must with ESCAPE's IAM, only sooner.
+HUB_ACCESS_LIFETIME = 60
 REFRESH_LIFETIME = 24 * 3600
 STORAGE_SCOPES = tuple(
     f"{name}:/" for name in (tokens.STORAGE_READ, tokens.STORAGE_MODIFY, tokens.STORAGE_CREATE)
@@ -175,6 +181,13 @@ def demo_clients() -> dict[str, ServiceClient]:
             ("password", "refresh_token", TOKEN_EXCHANGE),
             RESEARCHER_SCOPES,
             lifetime=BRIEF_LIFETIME,
+        ),
+        "jupyterhub": ServiceClient(
+            "jupyterhub",
+            DEMO_CLIENTS["jupyterhub"],
+            ("password", "refresh_token"),
+            RESEARCHER_SCOPES,
+            lifetime=HUB_ACCESS_LIFETIME,
         ),
         "rucio": ServiceClient(
             "rucio",

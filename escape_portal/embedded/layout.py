@@ -41,6 +41,7 @@ TRANSFERTOOL_NAME = "posix"
 #: Rucio account of the same name, scope ``user.<name>``.
 DEMO_RESEARCHERS = {"alice": "alice-demo", "bob": "bob-demo"}
 #: ``escape-portal``: the portal and notebooks (password, refresh, token exchange);
+#: ``jupyterhub``: a JupyterHub's login (password, refresh; one-minute access tokens);
 #: ``rucio``: Rucio's server (its ``[oidc] idpsecrets`` client; token exchange);
 #: ``rucio-transfers``: Rucio's daemons and transfertool (client credentials, storage);
 #: ``escape-portal-brief``: the portal's client again, whose tokens live
@@ -48,6 +49,7 @@ DEMO_RESEARCHERS = {"alice": "alice-demo", "bob": "bob-demo"}
 DEMO_CLIENTS = {
     "escape-portal": "escape-portal-demo",
     "escape-portal-brief": "escape-portal-brief-demo",
+    "jupyterhub": "jupyterhub-demo",
     "rucio": "rucio-demo",
     "rucio-transfers": "rucio-transfers-demo",
 }

@@ -361,7 +361,10 @@ class TokenKeeper:
                 return old  # the hub renews on its own schedule: do not ask it on every call
             self._asked = time.monotonic()
             token = fetch_hub_token(
-                self._env[HUB_URL], self._env[HUB_TOKEN], timeout=self.config.timeout
+                self._env[HUB_URL],
+                self._env[HUB_TOKEN],
+                timeout=self.config.timeout,
+                user=self._env.get("JUPYTERHUB_USER"),
             )
             self._access, self._lifetime = token, None
         elif self._refresh:

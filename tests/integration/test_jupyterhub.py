@@ -1,27 +1,34 @@
 """A real JupyterHub on loopback spawns sessions that reach the lake as their own user.
 
 The hub is PyPI's ``jupyterhub`` run from this venv, with configurable-http-proxy from
-npm (``tests/hub``, installed by ``scripts/setup.sh``), ``SimpleLocalProcessSpawner``
-starting this venv's ``jupyterhub-singleuser``, and a login that plays the OIDC
-provider's part (``tests/hub/lake_authenticator.py``): the lake's Rucio authentication
-server checks the password and issues the token the hub keeps, encrypted, in the user's
-auth state. The token reaches the session through the ``auth_state_hook`` of
-``docs/jupyterhub.md`` (Variant A), read from the document itself, so the documented
-snippet is the one tested; the instance and the compute site are the environment
-section 3 and 4 of that document tell operators to set.
+npm (``tests/hub``, installed by ``scripts/setup.sh``) and ``SimpleLocalProcessSpawner``
+starting this venv's ``jupyterhub-singleuser``. Its login is the embedded lake's OpenID
+provider, as ``GenericOAuthenticator`` logs users in at ESCAPE's IAM
+(``tests/hub/lake_authenticator.py``): a password grant of the hub's client
+(``jupyterhub``, whose access tokens live a minute), the access and refresh tokens kept
+in the encrypted auth state, and ``refresh_user`` renewing them while the sessions run.
+The sessions get no token at spawn: the hub's ``server`` role carries
+``admin:auth_state!user`` (docs/jupyterhub.md, section 2), so each single-user server
+reads its owner's current token from the hub's API with its own ``JUPYTERHUB_API_TOKEN``;
+the instance and the compute site are the environment sections 3 and 4 of that document
+tell operators to set.
 
-Two Rucio accounts (``hub-alice``, ``hub-bob``, created once in the test lake with its
-root credentials) log in through the hub's login form; a third hub user, created by the
-admin API and never logged in, has no token. Through the proxy's public URL, with a hub
-token of each user, the tests check that the single-user server serves the JupyterLab
-extension and answers the REST API, that each session is the Rucio account its user
-logged in as, and that the session without a token gets a clear JSON error. The hub,
-the proxy and the single-user servers are stopped by process id at the end, and none
-may be left behind.
+The lake's researchers ``alice`` and ``bob`` log in through the hub's login form (Rucio
+maps their provider identities to the accounts of the same names); a third hub user,
+created by the admin API and never logged in, has no token. Through the proxy's public
+URL, with a hub token of each user, the tests check that the single-user server serves
+the JupyterLab extension and answers the REST API, that each session is the Rucio
+account its user logged in as, and that the session without a token gets a clear JSON
+error. Then the module waits, once, until the first access tokens have expired, and
+checks that the same sessions (same processes, same kernel) keep browsing the lake with
+the tokens the hub renewed. The hub, the proxy and the single-user servers are stopped
+by process id at the end, and none may be left behind.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
 import functools
 import html
@@ -35,6 +42,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +53,9 @@ import pytest
 import requests
 
 from escape_portal.config import LakeConfig
+from escape_portal.embedded.idp import HUB_ACCESS_LIFETIME
+from escape_portal.embedded.layout import DEMO_CLIENTS, DEMO_RESEARCHERS, read_state
 from escape_portal.embedded.supervisor import EmbeddedLake
-from escape_portal.lake import Lake
 
 pytestmark = [pytest.mark.lake, pytest.mark.timeout(180)]
 
@@ -57,10 +66,9 @@ VENV_BIN = Path(sys.executable).parent
 LABEXTENSION = Path(sys.prefix) / "share" / "jupyter" / "labextensions" / "escape-portal"
 GUIDE = ROOT / "docs" / "jupyterhub.md"
 
-#: Hub users that log in; each is a Rucio account of the same name with a userpass
-#: identity of the same name. The passwords are test credentials of a catalogue bound to
-#: 127.0.0.1 (like the embedded lake's published demo password), not secrets.
-ACCOUNTS = {"hub-alice": "hub-alice-lake-pass", "hub-bob": "hub-bob-lake-pass"}
+#: Hub users that log in: the embedded lake's researchers (its provider's published demo
+#: passwords, not secrets), each mapped by Rucio to the account of the same name.
+ACCOUNTS = dict(DEMO_RESEARCHERS)
 #: A hub user created by the admin API, never logged in: no auth state, no token.
 NO_TOKEN_USER = "hub-nobody"
 SERVICE = "escape-portal-test"
@@ -73,32 +81,12 @@ SPAWN_TIMEOUT = 45
 REQUEST_TIMEOUT = 20
 #: Seconds the hub may take to stop its servers and proxy and exit.
 STOP_TIMEOUT = 30
-
-
-# -- the lake's side: accounts for the hub's users ------------------------------------------
-
-
-def ensure_lake_accounts(root: LakeConfig, accounts: dict[str, str]) -> None:
-    """Create each Rucio account with a userpass identity of its name, unless it exists.
-
-    Parameters
-    ----------
-    root
-        The embedded lake's instance with its root credentials.
-    accounts
-        Account (and identity) names and their passwords.
-
-    """
-    from rucio.common.exception import Duplicate
-
-    client = Lake(root).client
-    for account, password in accounts.items():
-        with contextlib.suppress(Duplicate):
-            client.add_account(account, "USER", f"{account}@escape.invalid")
-        with contextlib.suppress(Duplicate):
-            client.add_identity(
-                account, account, "USERPASS", f"{account}@escape.invalid", password=password
-            )
+#: The hub refreshes a user's auth state at most this often (``auth_refresh_age``) ...
+AUTH_REFRESH_AGE = 10
+#: ... and renews the access token when fewer seconds than this are left of it.
+REFRESH_MARGIN = 30
+#: Seconds a kernel may take to start and to run one cell.
+KERNEL_TIMEOUT = 60
 
 
 # -- the hub ---------------------------------------------------------------------------------
@@ -114,18 +102,25 @@ def free_port() -> int:
             return port
 
 
-def documented_auth_state_hook() -> str:
-    """The Variant A snippet of ``docs/jupyterhub.md``, verbatim."""
-    section = GUIDE.read_text(encoding="utf-8").split("### Variant A", 1)[1]
-    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert match, f"{GUIDE}: no python block under 'Variant A'"
-    code = match.group(1)
-    assert "c.Spawner.auth_state_hook" in code, code
-    return code
+def documented_role_scopes(role: str) -> list[str]:
+    """A role's scopes in the ``loadRoles`` of docs/jupyterhub.md (section 2), verbatim."""
+    text = GUIDE.read_text(encoding="utf-8")
+    roles = text.split("  loadRoles:\n", 1)[1].split("```", 1)[0]
+    match = re.search(rf"^    {role}:\n\s+scopes: \[(.*?)\]", roles, re.MULTILINE)
+    assert match, f"{GUIDE}: no loadRoles.{role}.scopes"
+    scopes = [scope.strip() for scope in match[1].split(",")]
+    assert "admin:auth_state!user" in scopes, scopes
+    return scopes
 
 
 def session_environment(lake: LakeConfig) -> dict[str, str]:
-    """What docs/jupyterhub.md (sections 3 to 5) has operators set for every session."""
+    """What docs/jupyterhub.md (sections 2 to 5) has operators set for every session.
+
+    No token: the session reads it from the hub's API (``JUPYTERHUB_API_URL`` and
+    ``JUPYTERHUB_API_TOKEN``, which the hub gives every server) through the portal's
+    token keeper. INTEGRATOR: if the keeper takes the hub as source only when told so,
+    its switch goes here (and in docs/jupyterhub.md, section 2).
+    """
     env = {
         "RUCIO_BASE_URL": lake.rucio_host,
         "RUCIO_AUTH_URL": lake.auth_host,
@@ -147,7 +142,14 @@ def session_environment(lake: LakeConfig) -> dict[str, str]:
 
 
 def hub_config(
-    workdir: Path, *, hub_port: int, public_port: int, api_port: int, lake: LakeConfig
+    workdir: Path,
+    *,
+    hub_port: int,
+    public_port: int,
+    api_port: int,
+    lake: LakeConfig,
+    token_url: str,
+    ca_cert: str,
 ) -> str:
     """The text of the hub's ``jupyterhub_config.py`` (no secret in it)."""
     settings = f"""
@@ -155,7 +157,7 @@ def hub_config(
         import sys
 
         sys.path.insert(0, {str(HUB_DIR)!r})
-        from lake_authenticator import LakeLoginAuthenticator
+        from lake_authenticator import LakeOAuthenticator
 
         c = get_config()  # noqa: F821
 
@@ -172,11 +174,18 @@ def hub_config(
         c.JupyterHub.cleanup_servers = True
         c.JupyterHub.cleanup_proxy = True
 
-        # The login: the lake's authentication server issues the user's token.
-        c.JupyterHub.authenticator_class = LakeLoginAuthenticator
-        c.LakeLoginAuthenticator.auth_url = {lake.auth_host!r}
+        # The login: the lake's OpenID provider issues the tokens, the hub keeps and renews
+        # them (docs/jupyterhub.md, section 2, with GenericOAuthenticator's settings).
+        c.JupyterHub.authenticator_class = LakeOAuthenticator
+        c.LakeOAuthenticator.token_url = {token_url!r}
+        c.LakeOAuthenticator.client_id = "jupyterhub"
+        c.LakeOAuthenticator.client_secret = {DEMO_CLIENTS["jupyterhub"]!r}
+        c.LakeOAuthenticator.ca_cert = {ca_cert!r}
+        c.LakeOAuthenticator.refresh_margin = {REFRESH_MARGIN}
         c.Authenticator.allow_all = True
         c.Authenticator.enable_auth_state = True  # JUPYTERHUB_CRYPT_KEY is in the environment
+        c.Authenticator.refresh_pre_spawn = True
+        c.Authenticator.auth_refresh_age = {AUTH_REFRESH_AGE}
 
         # The test drives the hub through its REST API as this service.
         c.JupyterHub.services = [
@@ -187,7 +196,11 @@ def hub_config(
                 "name": {SERVICE!r},
                 "scopes": ["admin:users", "admin:servers", "tokens", "access:servers"],
                 "services": [{SERVICE!r}],
-            }}
+            }},
+            # Each server may read its owner's auth state: the session's token source
+            # (docs/jupyterhub.md, section 2, verbatim).
+            {{"name": "user", "scopes": {documented_role_scopes("user")!r}}},
+            {{"name": "server", "scopes": {documented_role_scopes("server")!r}}},
         ]
 
         # Sessions: this venv's jupyterhub-singleuser, homes below the test's folder.
@@ -206,17 +219,15 @@ def hub_config(
 
 
         # The account may be named in the spawn hook (docs/jupyterhub.md, section 3): for
-        # hub-alice it is; hub-bob's session acts as its token's default account.
+        # alice it is; bob's session acts as its token's default account.
         def escape_portal_account(spawner):
-            if spawner.user.name == "hub-alice":
+            if spawner.user.name == "alice":
                 spawner.environment["RUCIO_ACCOUNT"] = spawner.user.name
 
 
         c.Spawner.pre_spawn_hook = escape_portal_account
-
-        # docs/jupyterhub.md, "Variant A - the token in the environment at spawn", verbatim:
     """
-    return textwrap.dedent(settings) + documented_auth_state_hook()
+    return textwrap.dedent(settings)
 
 
 @dataclass
@@ -320,6 +331,92 @@ class Hub:
             timeout=REQUEST_TIMEOUT,
         )
 
+    def auth_state(self, username: str) -> dict[str, Any]:
+        """The user's auth state, read by the test's service (it does not refresh it)."""
+        response = self.api("GET", f"users/{username}")
+        response.raise_for_status()
+        state: dict[str, Any] = response.json().get("auth_state") or {}
+        return state
+
+    def server_started(self, username: str) -> str:
+        """When the user's default server started (the hub's ``started`` field)."""
+        response = self.api("GET", f"users/{username}")
+        response.raise_for_status()
+        return str(response.json()["servers"][""]["started"])
+
+    def start_kernel(self, username: str) -> str:
+        """Start a kernel in the user's session; its id."""
+        response = self.http.post(
+            f"{self.url}/user/{username}/api/kernels",
+            json={"name": "python3"},
+            headers={"Authorization": f"token {self.user_token(username)}"},
+            timeout=REQUEST_TIMEOUT,
+        )
+        assert response.status_code == 201, (response.status_code, response.text[:300])
+        return str(response.json()["id"])
+
+    def run_in_kernel(self, username: str, kernel: str, code: str) -> Any:
+        """Run ``code`` in the kernel (websocket through the proxy); its last printed JSON."""
+        return asyncio.run(self._execute(username, kernel, code))
+
+    async def _execute(self, username: str, kernel: str, code: str) -> Any:
+        from tornado.httpclient import HTTPRequest
+        from tornado.websocket import websocket_connect
+
+        url = self.url.replace("http://", "ws://", 1)
+        request = HTTPRequest(
+            f"{url}/user/{username}/api/kernels/{kernel}/channels",
+            headers={"Authorization": f"token {self.user_token(username)}"},
+            request_timeout=REQUEST_TIMEOUT,
+        )
+        socket_ = await websocket_connect(request)
+        msg_id = uuid.uuid4().hex
+        socket_.write_message(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "msg_type": "execute_request",
+                        "username": username,
+                        "session": uuid.uuid4().hex,
+                        "version": "5.3",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "content": {"code": code, "silent": False, "store_history": False},
+                    "channel": "shell",
+                    "buffers": [],
+                }
+            )
+        )
+        out: list[str] = []
+        deadline = time.monotonic() + KERNEL_TIMEOUT
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                assert left > 0, f"the kernel did not finish in {KERNEL_TIMEOUT} s: {out}"
+                raw = await asyncio.wait_for(socket_.read_message(), left)
+                assert raw is not None, f"the kernel's websocket closed: {out}"
+                message = json.loads(raw)
+                if message.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind, content = message["header"]["msg_type"], message["content"]
+                if kind == "stream":
+                    out.append(content["text"])
+                elif kind == "error":
+                    pytest.fail(f"{content['ename']}: {content['evalue']}\n{''.join(out)}")
+                elif kind == "status" and content["execution_state"] == "idle":
+                    break
+        finally:
+            socket_.close()
+            # Wait for the closing handshake, so the socket is closed before the loop ends.
+            with contextlib.suppress(asyncio.TimeoutError):
+                while await asyncio.wait_for(socket_.read_message(), REQUEST_TIMEOUT) is not None:
+                    pass
+        lines = [line for line in "".join(out).splitlines() if line.startswith("{")]
+        assert lines, f"the kernel printed no JSON: {out}"
+        return json.loads(lines[-1])
+
     def portal(self, username: str, path: str, **params: Any) -> tuple[int, Any]:
         """Status and JSON of the user's ``/escape-portal/api/<path>``."""
         response = self.session_get(username, f"escape-portal/api/{path}", **params)
@@ -410,14 +507,24 @@ def hub(
             "static/remoteEntry.*.js): run bash scripts/build-extension.sh "
             "(scripts/test.sh does before pytest)."
         )
-    ensure_lake_accounts(operator_config, ACCOUNTS)  # accounts are the operator's to add
+    state = read_state(embedded_lake.paths)
+    assert state is not None, "the embedded lake wrote no state file"
 
     workdir = tmp_path_factory.mktemp("hub")
     ports = {"hub_port": 0, "public_port": 0, "api_port": 0}
     while len(set(ports.values())) < len(ports):
         ports = {name: free_port() for name in ports}
     config = workdir / "jupyterhub_config.py"
-    config.write_text(hub_config(workdir, lake=lake_config, **ports), encoding="utf-8")
+    config.write_text(
+        hub_config(
+            workdir,
+            lake=lake_config,
+            token_url=f"{state['idp_url']}/token",
+            ca_cert=str(state["ca_cert"]),
+            **ports,
+        ),
+        encoding="utf-8",
+    )
 
     admin_token = secrets.token_hex(32)
     env = {
@@ -490,15 +597,96 @@ def _answers(hub: Hub) -> bool:
 # -- the tests -------------------------------------------------------------------------------
 
 
+def jwt_claims(token: str) -> dict[str, Any]:
+    """The claims of a JWT (not verified: Rucio and the storage verify)."""
+    payload = token.split(".")[1]
+    claims: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
+    return claims
+
+
+#: Run in a session's kernel: the token the hub hands the server's own API token (through
+#: escape_portal.lake.hub, the keeper's hub source), its claims and the Rucio account it
+#: acts as. Prints one JSON line, never the token.
+KERNEL_HUB_TOKEN = """
+import base64, json, os
+from escape_portal.config import instance_from_env
+from escape_portal.lake.auth import token_account
+from escape_portal.lake.hub import fetch_hub_token
+
+token = fetch_hub_token(
+    os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"], 10,
+    user=os.environ["JUPYTERHUB_USER"],
+)
+part = token.split(".")[1]
+claims = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+config = instance_from_env()
+print(json.dumps({
+    "sub": claims["sub"], "client_id": claims["client_id"], "exp": claims["exp"],
+    "jti": claims["jti"], "account": token_account(config, token),
+}))
+"""
+
+#: A FITS file at LAPP-DISK, which the storage offers over HTTP: streamed, not downloaded.
+STREAMED = "cta:crab-2024.sky.0001.fits"
+
+#: Run in a session's kernel: browse the lake and stream a file's header as the library
+#: does for a researcher (the session's own token source, no token given). Prints one
+#: JSON line.
+KERNEL_BROWSE = """
+import json, pathlib, tempfile
+from escape_portal.access import Access, Cache
+from escape_portal.lake import Lake
+
+lake = Lake.from_instance()
+found = sorted(
+    "{scope}:{name}".format(**d.to_dict())
+    for d in lake.dids("cta", PATTERN, type="dataset", filters=["target=Crab"])
+)
+with tempfile.TemporaryDirectory() as tmp:
+    access = Access(lake, Cache(pathlib.Path(tmp)))
+    with access.fits(STREAMED, stream=True) as hdul:
+        ctype = hdul[0].header["CTYPE1"]
+    cached = len(list(access.cache.entries()))
+print(json.dumps({
+    "account": lake.identity().account, "found": found, "ctype": ctype, "cached": cached,
+}))
+"""
+
+
 def test_login_with_a_wrong_password_is_refused(hub: Hub) -> None:
     with hub.diagnosed():
-        response = hub.login("hub-alice", "not-the-password")
+        response = hub.login("alice", "not-the-password")
         assert response.status_code == 403
         assert "Invalid username or password" in response.text
 
 
+def test_the_hub_keeps_the_providers_tokens_in_the_auth_state(hub: Hub) -> None:
+    with hub.diagnosed():
+        for user in ACCOUNTS:
+            state = hub.auth_state(user)
+            assert set(state) >= {"access_token", "refresh_token", "expires_at", "scope"}
+            claims = jwt_claims(state["access_token"])
+            assert (claims["sub"], claims["aud"], claims["client_id"]) == (
+                user,
+                "rucio",
+                "jupyterhub",
+            )
+            assert claims["exp"] - claims["iat"] == HUB_ACCESS_LIFETIME
+            assert "offline_access" in state["scope"]
+        assert hub.auth_state(NO_TOKEN_USER) == {}
+        log = hub.log.read_text()
+        assert "The provider issued tokens for alice" in log
+        assert "discarding scopes" not in log  # the servers' tokens have admin:auth_state
+        for user in ACCOUNTS:  # no token, refresh token or password in the hub's log
+            state = hub.auth_state(user)
+            assert state["access_token"] not in log and state["refresh_token"] not in log
+            assert ACCOUNTS[user] not in log
+
+
 def test_the_session_serves_the_lab_extension(hub: Hub) -> None:
-    user = "hub-alice"
+    user = "alice"
     with hub.diagnosed():
         page = hub.session_get(user, "lab")
         assert page.status_code == 200, page.status_code
@@ -527,37 +715,48 @@ def test_the_session_answers_the_portal_api_on_the_hubs_instance(
     hub: Hub, lake_config: LakeConfig
 ) -> None:
     with hub.diagnosed():
-        status, body = hub.portal("hub-alice", "instances")
+        status, body = hub.portal("alice", "instances")
         assert status == 200, body
         assert body["active"] == "env"
         [env] = [i for i in body["instances"] if i["name"] == "env"]
         assert env["rucio_host"] == lake_config.rucio_host
-        assert env["auth_type"] == "oidc" and env["account"] == "hub-alice"
+        assert env["auth_type"] == "oidc" and env["account"] == "alice"
         assert env["compute_site"] == lake_config.compute_site
         assert env["mounted_rse"] == lake_config.mounted_rse
         assert "token" not in env and "password" not in env
         assert [i["name"] for i in body["instances"]] == ["env"]  # nothing else leaked in
 
 
+def check_the_session_browses_as(hub: Hub, user: str, pattern: str = "*") -> None:
+    """Through the proxy: the session is ``user``'s account, lists scopes, finds datasets.
+
+    The server extension keeps listings it has paged through; a ``pattern`` not asked
+    before makes the search a new request to Rucio.
+    """
+    status, who = hub.portal(user, "whoami")
+    assert status == 200, who
+    # Rucio's answer for the token the hub handed over; for bob, without RUCIO_ACCOUNT,
+    # the account is the one the token maps to.
+    assert who["account"] == user
+    assert who["auth_type"] == "oidc" and who["instance"] == "env"
+    assert who["token_expired"] is False
+    status, scopes = hub.portal(user, "scopes")
+    assert status == 200, scopes
+    assert {"cta", "scale"} <= set(scopes["scopes"])
+    status, found = hub.portal(
+        user, "dids", scope="cta", pattern=pattern, type="dataset", filter="target=Crab"
+    )
+    assert status == 200, found
+    assert {f"{d['scope']}:{d['name']}" for d in found["items"]} == {
+        "cta:crab-2024.dl3",
+        "cta:crab-2024.sky",
+    }
+
+
 @pytest.mark.parametrize("user", list(ACCOUNTS))
 def test_each_session_is_the_rucio_account_its_user_logged_in_as(hub: Hub, user: str) -> None:
     with hub.diagnosed():
-        status, who = hub.portal(user, "whoami")
-        assert status == 200, who
-        # Rucio's answer for the token the hub handed over; for hub-bob, without
-        # RUCIO_ACCOUNT, the account is the one the token maps to.
-        assert who["account"] == user
-        assert who["auth_type"] == "oidc" and who["instance"] == "env"
-        assert who["token_expired"] is False
-        status, scopes = hub.portal(user, "scopes")
-        assert status == 200, scopes
-        assert {"cta", "scale"} <= set(scopes["scopes"])
-        status, found = hub.portal(user, "dids", scope="cta", type="dataset", filter="target=Crab")
-        assert status == 200, found
-        assert {f"{d['scope']}:{d['name']}" for d in found["items"]} == {
-            "cta:crab-2024.dl3",
-            "cta:crab-2024.sky",
-        }
+        check_the_session_browses_as(hub, user)
 
 
 def test_a_session_without_a_token_gets_a_clear_error(hub: Hub) -> None:
@@ -567,6 +766,94 @@ def test_a_session_without_a_token_gets_a_clear_error(hub: Hub) -> None:
         status, body = hub.portal(NO_TOKEN_USER, "whoami")
         assert status == 401, body
         assert body["error"]["type"] == "AuthenticationFailed"
-        assert body["error"]["message"] == "No OIDC token was given."
-        assert "RUCIO_ACCESS_TOKEN" in body["error"]["hint"]
-        assert f"No auth state for {NO_TOKEN_USER}: no Rucio token" in hub.log.read_text()
+        # escape_portal.lake.hub's words: the hub answered, and keeps no token for the user.
+        assert body["error"]["message"] == (
+            "JupyterHub keeps no token for you (no access_token in your auth state)."
+        )
+        assert "log in again" in body["error"]["hint"]
+
+
+@dataclass
+class BeforeExpiry:
+    """What the sessions were before the first access tokens expired."""
+
+    access_tokens: dict[str, str] = field(repr=False)
+    expires_at: float
+    started: dict[str, str]
+    kernel: str
+    kernel_token: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def past_first_expiry(hub: Hub) -> BeforeExpiry:
+    """A kernel started, the first tokens noted, then the module's only wait: past their expiry.
+
+    The wait is the tokens' lifetime (one minute, the ``jupyterhub`` client's); every test
+    that uses this fixture runs after it, against the same servers and kernel.
+    """
+    with hub.diagnosed():
+        tokens = {user: hub.auth_state(user)["access_token"] for user in ACCOUNTS}
+        expires_at = max(float(jwt_claims(t)["exp"]) for t in tokens.values())
+        started = {user: hub.server_started(user) for user in ACCOUNTS}
+        kernel = hub.start_kernel("alice")
+        kernel_token = hub.run_in_kernel("alice", kernel, KERNEL_HUB_TOKEN)
+        assert (kernel_token["sub"], kernel_token["account"]) == ("alice", "alice")
+        assert kernel_token["client_id"] == "jupyterhub"
+        # The only wait of this module: until every first token has expired.
+        time.sleep(max(0.0, expires_at - time.time() + 5))
+        assert time.time() > expires_at
+    return BeforeExpiry(tokens, expires_at, started, kernel, kernel_token)
+
+
+def test_past_the_first_expiry_the_hub_hands_servers_a_renewed_token(
+    hub: Hub, past_first_expiry: BeforeExpiry
+) -> None:
+    """Through what exists today: the server's own hub token, the hub's refresh_user."""
+    before = past_first_expiry
+    with hub.diagnosed():
+        after = hub.run_in_kernel("alice", before.kernel, KERNEL_HUB_TOKEN)
+        assert (after["sub"], after["account"]) == ("alice", "alice")
+        assert after["jti"] != before.kernel_token["jti"]
+        assert after["exp"] > time.time() + 1, "the hub handed over an expired token"
+        assert "Renewed the tokens of alice" in hub.log.read_text()
+
+
+@pytest.mark.parametrize("user", list(ACCOUNTS))
+def test_past_the_first_expiry_each_session_keeps_browsing_with_no_restart(
+    hub: Hub, past_first_expiry: BeforeExpiry, user: str
+) -> None:
+    """The server extension's REST API, through the proxy, on the token the hub renewed.
+
+    Needs the session's token keeper to read the hub (escape_portal.lake.tokens).
+    INTEGRATOR: the REST API's streaming and upload endpoints, past the first expiry,
+    join here once the data path and upload land.
+    """
+    before = past_first_expiry
+    with hub.diagnosed():
+        check_the_session_browses_as(hub, user, pattern="crab-*")
+        assert hub.server_started(user) == before.started[user]  # the same server
+        renewed = hub.auth_state(user)["access_token"]
+        assert renewed != before.access_tokens[user]
+        assert float(jwt_claims(renewed)["exp"]) > before.expires_at
+
+
+def test_past_the_first_expiry_the_kernel_keeps_browsing(
+    hub: Hub, past_first_expiry: BeforeExpiry
+) -> None:
+    """The library in the kernel started before the expiry, with no token given to it.
+
+    It browses and streams a FITS header (``escape_portal.access``, ``stream=True``: the
+    replica's HTTP URL with range requests, nothing downloaded). Needs the session's token
+    keeper to read the hub (escape_portal.lake.tokens). INTEGRATOR: a ``rucio://`` open
+    over root:// and davs:// (storage-audience tokens) and an upload join here.
+    """
+    with hub.diagnosed():
+        code = KERNEL_BROWSE.replace("PATTERN", repr("crab-2024.*"))
+        code = code.replace("STREAMED", repr(STREAMED))
+        answer = hub.run_in_kernel("alice", past_first_expiry.kernel, code)
+        assert answer == {
+            "account": "alice",
+            "found": ["cta:crab-2024.dl3", "cta:crab-2024.sky"],
+            "ctype": "RA---TAN",
+            "cached": 0,
+        }

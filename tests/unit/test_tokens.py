@@ -171,3 +171,38 @@ def test_exchange_keeps_the_subject_and_narrows_scopes(
         scope="storage.modify:/",
     )
     assert (widened["status"], widened["error"]) == (400, "invalid_scope")
+
+
+def test_the_hub_client_gets_short_tokens_and_renews_them(
+    data_dir: Path, key: tokens.SigningKey
+) -> None:
+    # The lake's other clients keep the lake-wide lifetime (here 1200 s).
+    provider = idp.make_app(idp.Provider(data_dir, 8443, lifetime=1200)).test_client()
+    login = {"username": "bob", "password": DEMO_RESEARCHERS["bob"]}
+    scope = "openid profile offline_access"
+    portal = _token(provider, "escape-portal", grant_type="password", scope=scope, **login)
+    hub = _token(provider, "jupyterhub", grant_type="password", scope=scope, **login)
+    assert portal["status"] == hub["status"] == 200, (portal, hub)
+    assert portal["expires_in"] == 1200
+    assert hub["expires_in"] == idp.HUB_ACCESS_LIFETIME == 60
+    claims = tokens.verify(key, hub["access_token"], issuer=ISSUER)
+    assert (claims["sub"], claims["aud"], claims["client_id"]) == ("bob", "rucio", "jupyterhub")
+    assert claims["exp"] - claims["iat"] == 60
+    renewed = _token(
+        provider, "jupyterhub", grant_type="refresh_token", refresh_token=hub["refresh_token"]
+    )
+    assert renewed["status"] == 200, renewed
+    assert renewed["expires_in"] == 60 and renewed["refresh_token"] != hub["refresh_token"]
+    assert tokens.verify(key, renewed["access_token"], issuer=ISSUER)["sub"] == "bob"
+    # The spent refresh token is refused, and no other client may use the hub's.
+    spent = _token(
+        provider, "jupyterhub", grant_type="refresh_token", refresh_token=hub["refresh_token"]
+    )
+    assert (spent["status"], spent["error"]) == (400, "invalid_grant")
+    stolen = _token(
+        provider,
+        "escape-portal",
+        grant_type="refresh_token",
+        refresh_token=renewed["refresh_token"],
+    )
+    assert stolen["status"] == 400, stolen
