@@ -113,15 +113,19 @@ def documented_role_scopes(role: str) -> list[str]:
     return scopes
 
 
-def session_environment(lake: LakeConfig) -> dict[str, str]:
+def session_environment(lake: LakeConfig, ca_cert: str) -> dict[str, str]:
     """What docs/jupyterhub.md (sections 2 to 5) has operators set for every session.
 
     No token: the session reads it from the hub's API (``JUPYTERHUB_API_URL`` and
     ``JUPYTERHUB_API_TOKEN``, which the hub gives every server) through the portal's
-    token keeper. INTEGRATOR: if the keeper takes the hub as source only when told so,
-    its switch goes here (and in docs/jupyterhub.md, section 2).
+    token keeper. The portal's own OAuth client (the lake's published demo ``escape-portal``
+    client; a deployment's from a secret) exchanges that token for storage-audience
+    tokens, and the CA bundle verifies the provider and the storage.
     """
     env = {
+        "ESCAPE_PORTAL_OIDC_CLIENT_ID": "escape-portal",
+        "ESCAPE_PORTAL_OIDC_CLIENT_SECRET": DEMO_CLIENTS["escape-portal"],
+        "RUCIO_CA_CERT": ca_cert,
         "RUCIO_BASE_URL": lake.rucio_host,
         "RUCIO_AUTH_URL": lake.auth_host,
         "RUCIO_AUTH_TYPE": "oidc",
@@ -215,7 +219,7 @@ def hub_config(
         c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
 
         # The Rucio instance and the compute site, for every session (docs/jupyterhub.md 3-5).
-        c.Spawner.environment = {session_environment(lake)!r}
+        c.Spawner.environment = {session_environment(lake, ca_cert)!r}
 
 
         # The account may be named in the spawn hook (docs/jupyterhub.md, section 3): for
