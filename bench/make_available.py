@@ -31,7 +31,7 @@ from escape_portal.events import ProgressEvent, wait_for
 from escape_portal.lake import Lake
 from escape_portal.lake.auth import PortalClient
 from escape_portal.placement import make_available
-from escape_portal.topology import load_topology
+from escape_portal.topology import lake_topology
 
 
 def main() -> int:
@@ -65,12 +65,7 @@ def main() -> int:
 
     PortalClient._send_request = counting  # type: ignore[method-assign]
     try:
-        topology = load_topology(
-            lake,
-            compute_site=site.name,
-            cric=lake.config.cric_feed,
-            perfsonar=lake.config.network_feed,
-        )
+        topology = lake_topology(lake, site.name)
         started = time.perf_counter()
         [request] = make_available(lake, topology, [args.dataset], site.name, lifetime=3600)
         to_rule = time.perf_counter() - started

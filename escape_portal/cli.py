@@ -348,15 +348,10 @@ def cmd_replicas(args: argparse.Namespace) -> int:
 
 
 def _near_compute(lake: Lake, args: argparse.Namespace) -> tuple[Any, str | None]:
-    from escape_portal.topology import detect_compute_site, load_topology
+    from escape_portal.topology import detect_compute_site, lake_topology
 
     site = detect_compute_site(getattr(args, "site", None) or lake.config.compute_site)
-    topology = load_topology(
-        lake,
-        compute_site=site,
-        cric=lake.config.cric_feed,
-        perfsonar=lake.config.network_feed,
-    )
+    topology = lake_topology(lake, site)
     return topology, site
 
 

@@ -31,7 +31,7 @@ from urllib.parse import unquote, urlsplit
 
 from escape_portal.errors import LakeError
 from escape_portal.lake import FileInfo, FileReplicas, Lake
-from escape_portal.topology import Topology, detect_compute_site, load_topology
+from escape_portal.topology import Topology, detect_compute_site, lake_topology
 
 #: Protocols for storage on the compute's own site (LAN), best first.
 LAN_PROTOCOLS: tuple[str, ...] = ("file", "root", "davs", "https", "http")
@@ -221,12 +221,7 @@ class ReplicaChooser:
         """The lake's topology seen from the compute site (loaded once)."""
         with self._lock:
             if self._topology is None:
-                self._topology = load_topology(
-                    self.lake,
-                    compute_site=self.compute_site,
-                    cric=self.lake.config.cric_feed,
-                    perfsonar=self.lake.config.network_feed,
-                )
+                self._topology = lake_topology(self.lake, self.compute_site)
             return self._topology
 
     def _rank(self, rse: str) -> tuple[tuple[Any, ...], str]:

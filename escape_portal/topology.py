@@ -276,6 +276,20 @@ def _from_perfsonar(
         )
 
 
+def lake_topology(lake: Lake, compute_site: str | None = None) -> Topology:
+    """The topology of ``lake`` seen from ``compute_site``, with the instance's own feeds.
+
+    :func:`load_topology` with the CRIC-style and perfSONAR-style feeds that the lake's
+    configuration names (``cric_feed``, ``network_feed``).
+    """
+    return load_topology(
+        lake,
+        compute_site=compute_site,
+        cric=lake.config.cric_feed,
+        perfsonar=lake.config.network_feed,
+    )
+
+
 def load_topology(
     lake: Lake,
     *,

@@ -6,7 +6,7 @@ from escape_portal.access import Access
 from escape_portal.events import wait_for
 from escape_portal.lake import DID, Lake
 from escape_portal.placement import make_available, plan
-from escape_portal.topology import detect_compute_site, load_topology
+from escape_portal.topology import detect_compute_site, lake_topology
 
 TOUR_DATASET = DID("cta", "crab-2024.dl3")
 
@@ -46,9 +46,7 @@ def run_tour(lake: Lake, dataset: DID = TOUR_DATASET) -> int:
     )
 
     site = detect_compute_site(lake.config.compute_site)
-    topology = load_topology(
-        lake, compute_site=site, cric=lake.config.cric_feed, perfsonar=lake.config.network_feed
-    )
+    topology = lake_topology(lake, site)
     step(f"Where it would go  (escape-portal where {dataset})")
     placement = plan(lake, topology, dataset, site)
     print(placement.summary)

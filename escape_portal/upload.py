@@ -50,7 +50,7 @@ from escape_portal.errors import (
 from escape_portal.integrity import adler32_of
 from escape_portal.lake import DID, Lake
 from escape_portal.lake.models import as_did
-from escape_portal.topology import Topology, detect_compute_site, load_topology
+from escape_portal.topology import Topology, detect_compute_site, lake_topology
 
 #: Suffix of the temporary name a file is written under (Rucio's own).
 TEMPORARY_SUFFIX = ".rucio.upload"
@@ -553,12 +553,7 @@ def upload(
     files = _local_files(paths, scope)
     if topology is None:
         compute_site = detect_compute_site(compute_site or lake.config.compute_site)
-        topology = load_topology(
-            lake,
-            compute_site=compute_site,
-            cric=lake.config.cric_feed,
-            perfsonar=lake.config.network_feed,
-        )
+        topology = lake_topology(lake, compute_site)
     existing: dict[DID, tuple[str | None, dict[str, str]] | None] = {}
     results: dict[DID, UploadResult] = {}
     for f in files:

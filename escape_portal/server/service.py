@@ -28,7 +28,7 @@ from escape_portal.errors import NotFound
 from escape_portal.events import estimate_seconds_left
 from escape_portal.lake import Lake, RuleProgress
 from escape_portal.lake.listings import OpenListings
-from escape_portal.topology import Topology, detect_compute_site, load_topology
+from escape_portal.topology import Topology, detect_compute_site, lake_topology
 
 T = TypeVar("T")
 
@@ -236,9 +236,7 @@ class PortalService:
         if cached and time.monotonic() - cached[0] < self.settings.topology_ttl:
             return cached[1], cached[2]
         site = detect_compute_site(lake.config.compute_site, self._env)
-        topology = load_topology(
-            lake, compute_site=site, cric=lake.config.cric_feed, perfsonar=lake.config.network_feed
-        )
+        topology = lake_topology(lake, site)
         with self._lock:
             self._topology = (time.monotonic(), topology, site)
         return topology, site

@@ -172,19 +172,14 @@ class VOService:
 
     def topology(self, site: str) -> Any:
         """The lake's topology seen from ``site`` (cached)."""
-        from escape_portal.topology import load_topology
+        from escape_portal.topology import lake_topology
 
         cached = self._topologies.get(site)
         if cached and time.monotonic() - cached[0] < CACHE_TTL:
             return cached[1]
         with self._lake_lock:
             lake = self.lake()
-            topology = load_topology(
-                lake,
-                compute_site=site,
-                cric=lake.config.cric_feed,
-                perfsonar=lake.config.network_feed,
-            )
+            topology = lake_topology(lake, site)
         self._topologies[site] = (time.monotonic(), topology)
         return topology
 

@@ -17,7 +17,7 @@ from escape_portal.errors import InvalidRequest
 from escape_portal.lake import DID, Lake
 from escape_portal.lake.models import as_did
 from escape_portal.placement import Candidate, Placement, Request, make_available, plan
-from escape_portal.topology import Topology, detect_compute_site, load_topology
+from escape_portal.topology import Topology, detect_compute_site, lake_topology
 from escape_portal.widgets import markup
 
 #: Collections with more files than this are not opened from a widget (it would list,
@@ -52,12 +52,7 @@ class NearCompute:
         """Sites, storage and links (Rucio plus the configured feeds), loaded on first use."""
         with self._lock:
             if self._topology is None:
-                self._topology = load_topology(
-                    self.lake,
-                    compute_site=self.compute_site,
-                    cric=self.lake.config.cric_feed,
-                    perfsonar=self.lake.config.network_feed,
-                )
+                self._topology = lake_topology(self.lake, self.compute_site)
             return self._topology
 
     def km(self, site: str | None) -> float | None:

@@ -2,7 +2,8 @@
 
 The provider here speaks the token endpoint's protocol (discovery, password, refresh
 with rotation, token exchange) over real HTTP on loopback and counts what it is asked;
-JupyterHub's ``GET /user`` likewise. The keeper under test is the real one.
+JupyterHub's ``GET /user`` and ``GET /users/{name}`` likewise. The keeper under test is the
+real one.
 """
 
 from __future__ import annotations
@@ -82,7 +83,9 @@ def provider() -> Iterator[FakeProvider]:
         def do_GET(self) -> None:
             if self.path == "/.well-known/openid-configuration":
                 self._answer(200, {"issuer": state.url, "token_endpoint": state.url + "/token"})
-            elif self.path == "/hub/api/user":
+            elif self.path == "/hub/api/user":  # as JupyterHub 6: never the auth state here
+                self._answer(200, {"name": "alice", "auth_state": None})
+            elif self.path == "/hub/api/users/alice":
                 state.hub_asks += 1
                 self._answer(
                     200, {"name": "alice", "auth_state": {"access_token": state.hub_token}}
