@@ -38,9 +38,10 @@ class LakeOAuthenticator(Authenticator):
     client_secret = Unicode(config=True, help="The client's secret.")
     scope = List(
         Unicode(),
-        ["openid", "profile", "offline_access", "storage.read:/"],
+        ["openid", "profile", "offline_access", "storage.read:/", "storage.modify:/"],
         config=True,
-        help="Scopes asked at login; offline_access brings the refresh token.",
+        help="Scopes asked at login; offline_access brings the refresh token, the storage "
+        "scopes are the ceiling of the storage tokens the session exchanges it for.",
     )
     ca_cert = Unicode(config=True, help="CA bundle of the provider's TLS certificate.")
     refresh_margin = Float(

@@ -653,8 +653,18 @@ with tempfile.TemporaryDirectory() as tmp:
     with access.fits(STREAMED, stream=True) as hdul:
         ctype = hdul[0].header["CTYPE1"]
     cached = len(list(access.cache.entries()))
+    # Results back into the lake at a storage not mounted here (a storage token to write),
+    # then read over its protocol through rucio:// (a storage token to read).
+    import os, time, fsspec
+    from escape_portal.upload import upload
+    result = pathlib.Path(tmp) / f"hub-result-{time.time_ns()}.dat"
+    result.write_bytes(os.urandom(4096))
+    [uploaded] = upload(lake, [result], rse="DESY-DISK")
+    with fsspec.open(f"rucio://{uploaded.did.scope}/{uploaded.did.name}", "rb") as f:
+        read_back = f.read() == result.read_bytes()
 print(json.dumps({
     "account": lake.identity().account, "found": found, "ctype": ctype, "cached": cached,
+    "uploaded": [uploaded.state, uploaded.did.scope, uploaded.rse], "read_back": read_back,
 }))
 """
 
@@ -846,10 +856,10 @@ def test_past_the_first_expiry_the_kernel_keeps_browsing(
 ) -> None:
     """The library in the kernel started before the expiry, with no token given to it.
 
-    It browses and streams a FITS header (``escape_portal.access``, ``stream=True``: the
-    replica's HTTP URL with range requests, nothing downloaded). Needs the session's token
-    keeper to read the hub (escape_portal.lake.tokens). INTEGRATOR: a ``rucio://`` open
-    over root:// and davs:// (storage-audience tokens) and an upload join here.
+    It browses, streams a FITS header (``escape_portal.access``, ``stream=True``: range
+    requests, nothing downloaded), uploads a result to a storage element not mounted here
+    and reads it back through ``rucio://`` over that storage's protocol: the session's
+    token keeper re-reads the hub, and exchanges the renewed token for storage tokens.
     """
     with hub.diagnosed():
         code = KERNEL_BROWSE.replace("PATTERN", repr("crab-2024.*"))
@@ -860,4 +870,6 @@ def test_past_the_first_expiry_the_kernel_keeps_browsing(
             "found": ["cta:crab-2024.dl3", "cta:crab-2024.sky"],
             "ctype": "RA---TAN",
             "cached": 0,
+            "uploaded": ["uploaded", "user.alice", "DESY-DISK"],
+            "read_back": True,
         }
