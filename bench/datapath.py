@@ -28,13 +28,12 @@ import zlib
 from pathlib import Path
 from urllib.parse import urlparse
 
-import requests
 from fits_header import _write_fits
 from running_lake import running_lake
 
 from escape_portal.access import Access, Cache
 from escape_portal.config import LakeConfig
-from escape_portal.embedded.layout import DEMO_CLIENTS, DEMO_RESEARCHERS, read_state
+from escape_portal.embedded.instance import researcher_instance
 from escape_portal.embedded.supervisor import EmbeddedLake
 from escape_portal.lake import DID, Lake
 from escape_portal.rucio_fs import RucioFileSystem
@@ -43,37 +42,11 @@ COMPUTE = "INFN-NA"
 RSE = "DESY-DISK"
 
 
-def _alice(embedded: EmbeddedLake, operator: LakeConfig) -> LakeConfig:
-    state = read_state(embedded.paths)
-    assert state is not None
-    answer = requests.post(
-        f"{state['idp_url']}/token",
-        data={
-            "grant_type": "password",
-            "username": "alice",
-            "password": DEMO_RESEARCHERS["alice"],
-            "scope": "openid profile offline_access storage.read:/ storage.modify:/",
-        },
-        auth=("escape-portal", DEMO_CLIENTS["escape-portal"]),
-        verify=state["ca_cert"],
-        timeout=30,
-    )
-    answer.raise_for_status()
-    return dataclasses.replace(
-        operator,
-        name="embedded-alice",
-        auth_type="oidc",
-        account="alice",
-        username=None,
-        password=None,
-        token=answer.json()["access_token"],
-        oidc_client_id="escape-portal",
-        oidc_client_secret=DEMO_CLIENTS["escape-portal"],
-        ca_cert=state["ca_cert"],
-        mounted_rse=None,
-        mount_path=None,
-        compute_site=COMPUTE,
-    )
+def _alice(embedded: EmbeddedLake) -> LakeConfig:
+    """The lake's researcher instance (alice over OIDC, tokens renewed), nothing mounted."""
+    config = researcher_instance({"ESCAPE_PORTAL_LAKE_DIR": str(embedded.paths.root)})
+    assert config is not None, "the embedded lake has no researcher instance"
+    return dataclasses.replace(config, mounted_rse=None, mount_path=None, compute_site=COMPUTE)
 
 
 def _requests(log: Path) -> int:
@@ -100,7 +73,7 @@ def main() -> int:
     args = parser.parse_args()
 
     embedded, operator = running_lake(args.data_dir)
-    alice = _alice(embedded, operator.config)
+    alice = _alice(embedded)
     did = DID("user.escape", f"bench-datapath-{time.time_ns()}.fits")
     pfn = operator.client.lfns2pfns(RSE, [str(did)], operation="write", scheme="file")
     path = Path(urlparse(pfn[str(did)]).path)

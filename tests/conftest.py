@@ -15,7 +15,6 @@ import pytest
 
 from escape_portal.config import LakeConfig, provided_instances
 from escape_portal.embedded.instance import embedded_instance, researcher_instance
-from escape_portal.embedded.layout import RESEARCHER_SCOPE
 from escape_portal.embedded.supervisor import EmbeddedLake
 from escape_portal.lake import DID, Lake
 
@@ -104,46 +103,13 @@ def fresh_dataset(operator_lake: Lake) -> DID:
 
 
 @pytest.fixture(scope="session")
-def researcher_config(embedded_lake: EmbeddedLake, lake_config: LakeConfig) -> LakeConfig:
-    """The embedded lake as researcher alice: an OIDC token from the lake's provider.
+def researcher_config(alice_config: LakeConfig) -> LakeConfig:
+    """The embedded lake as researcher alice (``embedded-alice``) with nothing mounted.
 
-    The token (password grant of the portal's client, as a login would give it) has
-    Rucio's audience and the storage scopes the provider grants alice, so the session
-    can exchange it for storage-audience tokens. Nothing is mounted (``mounted_rse``
-    and ``mount_path`` unset): replicas are reached over their storage's protocols.
+    Her tokens come from the lake's provider and are renewed by the portal; the session
+    exchanges them for storage-audience tokens. Nothing is mounted (``mounted_rse`` and
+    ``mount_path`` unset): replicas are reached over their storage's protocols.
     """
     import dataclasses
 
-    import requests
-
-    from escape_portal.embedded.layout import DEMO_CLIENTS, DEMO_RESEARCHERS, read_state
-
-    state = read_state(embedded_lake.paths)
-    assert state is not None
-    answer = requests.post(
-        f"{state['idp_url']}/token",
-        data={
-            "grant_type": "password",
-            "username": "alice",
-            "password": DEMO_RESEARCHERS["alice"],
-            "scope": RESEARCHER_SCOPE,
-        },
-        auth=("escape-portal", DEMO_CLIENTS["escape-portal"]),
-        verify=state["ca_cert"],
-        timeout=30,
-    )
-    assert answer.status_code == 200, answer.text
-    return dataclasses.replace(
-        lake_config,
-        name="embedded-alice",
-        auth_type="oidc",
-        account="alice",
-        username=None,
-        password=None,
-        token=answer.json()["access_token"],
-        oidc_client_id="escape-portal",
-        oidc_client_secret=DEMO_CLIENTS["escape-portal"],
-        ca_cert=state["ca_cert"],
-        mounted_rse=None,
-        mount_path=None,
-    )
+    return dataclasses.replace(alice_config, mounted_rse=None, mount_path=None)

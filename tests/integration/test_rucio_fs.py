@@ -314,7 +314,10 @@ def test_a_wrong_audience_token_is_refused_in_plain_words(
         message = str(err.value)
         assert "refused your storage token" in err.value.message
         assert "another storage" in err.value.hint
-        assert alice.token and alice.token not in message and "eyJ" not in message
+        keeper = fs.lake.tokens
+        assert keeper is not None
+        session_token = keeper.current()
+        assert session_token and session_token not in message and "eyJ" not in message
     finally:
         for rse, value in before.items():
             if value:
