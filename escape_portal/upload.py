@@ -28,6 +28,7 @@ registration) is reused when its checksum matches, else replaced.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -612,32 +613,24 @@ def put_file(
     """
     target = as_did(did)
     source = Path(local).expanduser()
-    if source.name == target.name:
+    with contextlib.ExitStack() as stack:
+        path = source
+        if source.name != target.name:  # the lake's name comes from the file's: link it
+            import tempfile
+
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="escape-portal-put-"))
+            path = Path(folder) / target.name
+            os.symlink(source.resolve(), path)
         [result] = upload(
             lake,
-            [source],
+            [path],
             scope=target.scope,
             dataset=dataset,
             rse=rse,
             meta=meta,
             on_bytes=on_bytes,
         )
-    else:
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="escape-portal-put-") as folder:
-            link = Path(folder) / target.name
-            os.symlink(source.resolve(), link)
-            [result] = upload(
-                lake,
-                [link],
-                scope=target.scope,
-                dataset=dataset,
-                rse=rse,
-                meta=meta,
-                on_bytes=on_bytes,
-            )
-        result = dataclasses.replace(result, path=str(source))
+    result = dataclasses.replace(result, path=str(source))
     if result.error is not None:
         raise result.error
     return result
