@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, TypeVar
 from urllib.parse import quote
 
 import requests
@@ -44,6 +44,7 @@ CHUNK = 8 * 2**20
 #: Blocks asked for ahead over root:// while one is checked and written.
 PREFETCH = 6
 Failure = Literal["denied", "missing", "down", "corrupt", "error"]
+T = TypeVar("T")
 
 
 class StorageError(LakeError):
@@ -318,8 +319,11 @@ class RootReader(Reader):
             self._file.close(timeout=self.timeout)
 
 
-def open_source(lake: Lake, source: Source) -> Reader:
+def open_source(lake: Lake, source: Source, scope: str | None = None) -> Reader:
     """A reader of one source (mounted, cached or remote), with its storage token.
+
+    ``scope`` is the file's Rucio scope: the storage token then covers that scope's area
+    on the storage, so one exchange serves every file of the scope read there.
 
     Raises
     ------
@@ -331,7 +335,9 @@ def open_source(lake: Lake, source: Source) -> Reader:
         return FileReader(path)
     label = f"{source.rse} ({source.scheme})"
     try:
-        token = lake.storage_token(str(source.rse), source.storage_path, write=False)
+        token = lake.storage_token(
+            str(source.rse), source.storage_path, write=False, did_scope=scope
+        )
     except AuthenticationFailed as exc:
         raise StorageError("denied", exc.message, exc.hint) from exc
     timeout = lake.config.timeout
@@ -355,7 +361,7 @@ def open_reader(lake: Lake, choice: Choice) -> tuple[Source, Reader]:
         if any(s == source for s, _ in choice.failures):
             continue
         try:
-            return source, open_source(lake, source)
+            return source, open_source(lake, source, choice.file.scope)
         except StorageError as exc:
             choice.failures.append((source, exc.message))
     raise unreadable(choice, "Reading")
@@ -383,6 +389,40 @@ def unreadable(choice: Choice, doing: str) -> LakeError:
     return ReplicaUnreadable(f"{doing} {choice.file.did} failed: {reasons}.", hint)
 
 
+def _whole_from_first_good(
+    lake: Lake, choice: Choice, doing: str, take: Callable[[Source, Reader], T]
+) -> tuple[Source, T]:
+    """``take`` applied to the first source of ``choice`` that gives the whole file right.
+
+    The one failover loop of whole-file reads: sources in order; on a refused token, a
+    storage that does not answer, a missing file or an I/O error, the next source, with
+    the reason kept in ``choice.failures``. A replica whose bytes differ from the
+    catalogue's (``take`` raises ``ValueError`` or a ``corrupt`` :class:`StorageError`)
+    is skipped over every protocol: a corrupt replica is never served.
+    """
+    corrupt: set[str | None] = set()
+    for source in choice.sources:
+        if source.kind == "remote" and source.rse in corrupt:
+            continue  # the same bytes over another protocol
+        reader: Reader | None = None
+        try:
+            reader = open_source(lake, source, choice.file.scope)
+            return source, take(source, reader)
+        except StorageError as exc:
+            choice.failures.append((source, exc.message))
+            if exc.kind == "corrupt":
+                corrupt.add(source.rse)
+        except ValueError as exc:  # size or checksum differ: a corrupt replica
+            choice.failures.append((source, scrub(str(exc))))
+            corrupt.add(source.rse)
+        except OSError as exc:
+            choice.failures.append((source, scrub(f"{type(exc).__name__}: {exc}")))
+        finally:
+            if reader is not None:
+                reader.close()
+    raise unreadable(choice, doing)
+
+
 def download(
     lake: Lake,
     choice: Choice,
@@ -402,35 +442,21 @@ def download(
         If no source gives the right bytes; nothing is left at ``destination``.
     """
     file = choice.file
-    corrupt: set[str | None] = set()
     for source in choice.sources:
         if source.kind == "cache" and source.path == destination:
             return source
-        if source.kind == "remote" and source.rse in corrupt:
-            continue  # the same bytes over another protocol
-        reader: Reader | None = None
-        try:
-            reader = open_source(lake, source)
-            write_blocks_verified(
-                reader.stream(),
-                destination,
-                expected_bytes=file.bytes,
-                expected_adler32=file.adler32,
-                label=f"{file.did} from {source.rse or 'the cache'}",
-                on_bytes=on_bytes,
-            )
-            return source
-        except StorageError as exc:
-            choice.failures.append((source, exc.message))
-        except ValueError as exc:  # size or checksum differ: a corrupt replica
-            choice.failures.append((source, scrub(str(exc))))
-            corrupt.add(source.rse)
-        except OSError as exc:
-            choice.failures.append((source, scrub(f"{type(exc).__name__}: {exc}")))
-        finally:
-            if reader is not None:
-                reader.close()
-    raise unreadable(choice, "Downloading")
+
+    def write(source: Source, reader: Reader) -> None:
+        write_blocks_verified(
+            reader.stream(),
+            destination,
+            expected_bytes=file.bytes,
+            expected_adler32=file.adler32,
+            label=f"{file.did} from {source.rse or 'the cache'}",
+            on_bytes=on_bytes,
+        )
+
+    return _whole_from_first_good(lake, choice, "Downloading", write)[0]
 
 
 def read_verified(lake: Lake, choice: Choice) -> bytes:
@@ -442,39 +468,26 @@ def read_verified(lake: Lake, choice: Choice) -> bytes:
         If no source gives the right bytes.
     """
     file = choice.file
-    corrupt: set[str | None] = set()
-    for source in choice.sources:
-        if source.kind == "remote" and source.rse in corrupt:
-            continue  # the same bytes over another protocol
-        reader: Reader | None = None
-        try:
-            reader = open_source(lake, source)
-            parts = []
-            checksum = 1
-            for block in reader.stream():
-                checksum = zlib.adler32(block, checksum)
-                parts.append(block)
-            data = b"".join(parts)
-            adler = f"{checksum & 0xFFFFFFFF:08x}"
-            if len(data) != file.bytes:
-                raise StorageError(
-                    "corrupt",
-                    f"size mismatch reading {file.did} from {source.rse}: {len(data)} bytes",
-                )
-            if file.adler32 and adler != file.adler32.lower().zfill(8):
-                raise StorageError(
-                    "corrupt",
-                    f"checksum mismatch reading {file.did} from {source.rse}: adler32 {adler}, "
-                    f"catalogue says {file.adler32}",
-                )
-            return data
-        except StorageError as exc:
-            choice.failures.append((source, exc.message))
-            if exc.kind == "corrupt":
-                corrupt.add(source.rse)
-        except OSError as exc:
-            choice.failures.append((source, scrub(f"{type(exc).__name__}: {exc}")))
-        finally:
-            if reader is not None:
-                reader.close()
-    raise unreadable(choice, "Reading")
+
+    def read(source: Source, reader: Reader) -> bytes:
+        parts = []
+        checksum = 1
+        for block in reader.stream():
+            checksum = zlib.adler32(block, checksum)
+            parts.append(block)
+        data = b"".join(parts)
+        adler = f"{checksum & 0xFFFFFFFF:08x}"
+        if len(data) != file.bytes:
+            raise StorageError(
+                "corrupt",
+                f"size mismatch reading {file.did} from {source.rse}: {len(data)} bytes",
+            )
+        if file.adler32 and adler != file.adler32.lower().zfill(8):
+            raise StorageError(
+                "corrupt",
+                f"checksum mismatch reading {file.did} from {source.rse}: adler32 {adler}, "
+                f"catalogue says {file.adler32}",
+            )
+        return data
+
+    return _whole_from_first_good(lake, choice, "Reading", read)[1]

@@ -449,12 +449,15 @@ class Lake:
             return None
         return keeper.notice()
 
-    def storage_token(self, rse: str, path: str, *, write: bool = False) -> str | None:
+    def storage_token(
+        self, rse: str, path: str, *, write: bool = False, did_scope: str | None = None
+    ) -> str | None:
         """A token for storage element ``rse`` to read (or write) ``path`` there.
 
         ``path`` is the replica's path on the storage (a PFN's path). The token has the
-        storage's audience and a scope limited to ``path`` (see
-        :mod:`escape_portal.lake.tokens`). ``None`` when the session has no OIDC token
+        storage's audience and a scope limited to ``path``, or for reads with
+        ``did_scope`` to that Rucio scope's area there, so one exchange serves a scope's
+        files (see :mod:`escape_portal.lake.tokens`). ``None`` when the session has no OIDC token
         (userpass or X.509 sessions reach storage by other means, or anonymously).
 
         Raises
@@ -466,7 +469,7 @@ class Lake:
         if keeper is None:
             return None
         access = storage_access(self.rse_attributes(rse), self.rse_protocols().get(rse, []))
-        return keeper.storage_token(access, access.scope(path, write=write))
+        return keeper.storage_token(access, access.scope(path, write=write, did_scope=did_scope))
 
     def dids_from_urls(self, urls: Iterable[str]) -> dict[str, tuple[DID, str]]:
         """Which lake files these URLs are replicas of: ``url -> (file DID, RSE)``.
@@ -699,8 +702,8 @@ class Lake:
             try:
                 return self.extend_rule(rule.id, lifetime)
             except errors.PermissionDenied:
-                # Rucio's generic policy lets only admins change a rule: a researcher's
-                # equivalent rule is reused as it is (its expiry tells until when).
+                # Lakes that keep Rucio's generic policy let only admins change a rule: a
+                # researcher's equivalent rule is reused as it is (its expiry tells until when).
                 return rule
         return rule
 

@@ -140,15 +140,40 @@ class StorageAccess:
     audience: str
     base_path: str = ""
 
-    def scope(self, path: str, *, write: bool = False) -> str:
-        """The WLCG scope for ``path`` (a replica's path on the storage) below the base."""
+    def scope(self, path: str, *, write: bool = False, did_scope: str | None = None) -> str:
+        """The WLCG scope for ``path`` (a replica's path on the storage) below the base.
+
+        With ``did_scope`` (the file's Rucio scope) a read scope covers that Rucio scope's
+        area on the storage (``/cta`` for ``/cta/01/9c/f.fits``, ``/user/alice`` for
+        ``user.alice``, as Rucio's deterministic paths lay them out), so one token serves
+        every file of the scope; when the path does not show the scope, only ``path``.
+        Write scopes always name ``path`` alone.
+        """
         relative = path
         if self.base_path and relative.startswith(self.base_path.rstrip("/") + "/"):
             relative = relative[len(self.base_path.rstrip("/")) :]
         relative = "/" + relative.lstrip("/")
         if write:
             return f"{STORAGE_READ}:{relative} {STORAGE_MODIFY}:{relative}"
+        if did_scope:
+            relative = scope_area(relative, did_scope)
         return f"{STORAGE_READ}:{relative}"
+
+
+def scope_area(path: str, did_scope: str) -> str:
+    """The part of ``path`` that holds Rucio scope ``did_scope``'s files, else ``path``.
+
+    Rucio's deterministic path functions put a file below its scope's folder; ``user.*``
+    and ``group.*`` scopes become two levels (``user/alice``).
+    """
+    folders = [did_scope]
+    if did_scope.startswith(("user.", "group.")):
+        folders.insert(0, did_scope.replace(".", "/"))
+    for folder in folders:
+        at = path.find(f"/{folder}/")
+        if at >= 0:
+            return path[: at + len(folder) + 1]
+    return path
 
 
 def storage_access(attributes: dict[str, Any], protocols: list[dict[str, Any]]) -> StorageAccess:

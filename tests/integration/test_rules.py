@@ -6,6 +6,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from rucio.common.exception import AccessDenied
 
 from escape_portal.config import LakeConfig
 from escape_portal.embedded.supervisor import EmbeddedLake
@@ -40,21 +41,28 @@ def test_rule_copies_bytes_and_reaches_ok(lake: Lake, embedded_lake: EmbeddedLak
         assert _adler(path) == files[rep.name].adler32  # the bytes really arrived
 
 
-def test_equivalent_rule_is_reused_but_not_extended_by_a_researcher(
+def test_a_researcher_extends_and_deletes_her_own_rules_and_no_one_elses(
     alice_config: LakeConfig, lake: Lake
 ) -> None:
-    """Rucio's generic policy lets only admins change rules: alice's is reused as it is."""
-    operator, lake = lake, Lake(alice_config)
+    """The lake's policy lets a rule's owner extend and delete it; others' rules are refused."""
+    operator, alice = lake, Lake(alice_config)
     did = DID("km3net", "arca21-2023.events")
-    first, _ = lake.add_rule(did, "PIC-DISK", lifetime=600)
-    again, created = lake.add_rule(did, "PIC-DISK", lifetime=7200)
-    assert created is False and again.id == first.id and again.expires_at == first.expires_at
+    first, _ = alice.add_rule(did, "PIC-DISK", lifetime=600)
+    again, created = alice.add_rule(did, "PIC-DISK", lifetime=7200)
+    assert created is False and again.id == first.id
+    assert again.expires_at and first.expires_at and again.expires_at > first.expires_at
     assert [
-        r.id for r in lake.rules(did) if r.rse_expression == "PIC-DISK" and r.account == "alice"
+        r.id for r in alice.rules(did) if r.rse_expression == "PIC-DISK" and r.account == "alice"
     ] == [first.id]
+    theirs, _ = operator.add_rule(did, "INFN-NA-DISK", lifetime=600)
     with pytest.raises(PermissionDenied):
-        lake.delete_rule(first.id)  # not even her own, under the generic policy
-    operator.delete_rule(first.id)
+        alice.delete_rule(theirs.id)
+    with pytest.raises(PermissionDenied):
+        alice.extend_rule(theirs.id, 7200)
+    with pytest.raises(AccessDenied):  # locking stays with the admins
+        alice.client.update_replication_rule(first.id, {"locked": True})
+    alice.delete_rule(first.id)
+    operator.delete_rule(theirs.id)
 
 
 def test_equivalent_rule_is_reused_and_extended(lake: Lake) -> None:

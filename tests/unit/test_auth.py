@@ -334,3 +334,18 @@ def test_refresh_token_and_secret_come_from_the_environment_only() -> None:
     public = config.public()
     assert "oidc_refresh_token" not in public and "oidc_client_secret" not in public
     assert "r-1" not in repr(config) and "s-1" not in repr(config)
+
+
+def test_read_tokens_cover_the_rucio_scope_area_and_writes_the_path_alone() -> None:
+    access = StorageAccess("xrootd.desy.example", "/data")
+    assert access.scope("/data/cta/01/9c/f.fits", did_scope="cta") == "storage.read:/cta"
+    assert (
+        access.scope("/data/user/alice/ab/cd/r.fits", did_scope="user.alice")
+        == "storage.read:/user/alice"
+    )
+    # A path that does not show the scope (another path function) is named alone.
+    assert access.scope("/data/x/f.fits", did_scope="cta") == "storage.read:/x/f.fits"
+    assert access.scope("/data/cta/01/f.fits") == "storage.read:/cta/01/f.fits"
+    assert access.scope("/data/cta/01/f.fits", write=True, did_scope="cta") == (
+        "storage.read:/cta/01/f.fits storage.modify:/cta/01/f.fits"
+    )
