@@ -230,6 +230,26 @@ def test_libraries_take_rucio_urls(
     assert int(lazy["id"].sum().compute()) == sum(range(100))
 
 
+def _token_requests(embedded_lake: EmbeddedLake) -> int:
+    """Token requests (grants and exchanges) the lake's identity provider answered so far."""
+    log = embedded_lake.paths.logs / "idp.log"
+    return sum(1 for line in log.read_text().splitlines() if '"POST /token"' in line)
+
+
+def test_one_storage_token_serves_every_file_of_a_scope_at_a_storage(
+    alice: LakeConfig, sample: Sample, embedded_lake: EmbeddedLake, tmp_path: Path
+) -> None:
+    fs = _fs(alice, tmp_path, protocols=["davs"])
+    first = fs.choice(sample.url("fits")).sources[0].rse
+    assert fs.cat_file(sample.url("fits"), 0, 80).startswith(b"SIMPLE")
+    before = _token_requests(embedded_lake)
+    assert fs.cat_file(sample.url("csv")) == sample.data("csv")  # same scope, same storage
+    assert fs.cat_file(sample.url("nc"), 0, 4) == sample.data("nc")[:4]
+    assert fs.choice(sample.url("csv")).sources[0].rse == first
+    time.sleep(0.2)
+    assert _token_requests(embedded_lake) == before, "a new exchange for a file of the scope"
+
+
 def test_failover_when_a_storage_is_stopped(
     alice: LakeConfig, sample: Sample, embedded_lake: EmbeddedLake, tmp_path: Path
 ) -> None:
