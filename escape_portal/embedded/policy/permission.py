@@ -54,7 +54,9 @@ def has_permission(issuer: Any, action: str, kwargs: dict[str, Any], session: An
         return _owns_rule(issuer, kwargs.get("rule_id"), session)
     if action == "update_rule":
         options = set(kwargs.get("options") or {})
-        return bool(options) and options <= OWNER_OPTIONS and _owns_rule(
-            issuer, kwargs.get("rule_id"), session
+        return (
+            bool(options)
+            and options <= OWNER_OPTIONS
+            and _owns_rule(issuer, kwargs.get("rule_id"), session)
         )
     return allowed
