@@ -12,7 +12,7 @@ An instance is read from, in this order of precedence (first found wins per inst
    entry point names a function ``describe(env)`` answering a ``LakeConfig``, several
    (any iterable of them: :data:`Provided`), or ``None``; the portal's own embedded lake
    is one (``embedded = "escape_portal.embedded.instance:describe"``), the instances
-   ``embedded`` (its operator) and ``embedded-alice`` (a researcher) while it runs.
+   ``embedded-alice`` (a researcher, first) and ``embedded`` (its operator) while it runs.
 
 Why entry points rather than the running embedded lake writing an instance file: the
 configuration stays a thing the user writes (the embedded lake's demo password would

@@ -14,7 +14,11 @@ from pathlib import Path
 import pytest
 
 from escape_portal.config import LakeConfig, provided_instances
-from escape_portal.embedded.instance import embedded_instance, researcher_instance
+from escape_portal.embedded.instance import (
+    embedded_instance,
+    operator_instance,
+    researcher_instance,
+)
 from escape_portal.embedded.supervisor import EmbeddedLake
 from escape_portal.lake import DID, Lake
 
@@ -44,10 +48,17 @@ def embedded_lake(lake_dir: Path) -> Iterator[EmbeddedLake]:
 
 @pytest.fixture(scope="session")
 def lake_config(embedded_lake: EmbeddedLake) -> LakeConfig:
-    """The instance ``embedded``: the operator (root, userpass), the lake's default."""
+    """The instance ``embedded``: the operator (root, userpass), chosen by name.
+
+    Most integration tests act as the operator, who may touch every scope; the lake's
+    default instance is researcher alice (see ``alice_config``), which the CLI, the
+    server extension and the UI tests use when no instance is named.
+    """
     env = {"ESCAPE_PORTAL_LAKE_DIR": str(embedded_lake.paths.root)}
-    config = embedded_instance(env)
+    config = operator_instance(env)
     assert config is not None and config.account == "root"
+    default = embedded_instance(env)
+    assert default is not None and default.name == "embedded-alice", "alice is the default"
     # The CLI, the server and the VO publication find the lake through its entry point.
     assert provided_instances(env).get("embedded") == config, (
         "The embedded lake's entry point (escape_portal.instances) is not installed: "
@@ -58,7 +69,7 @@ def lake_config(embedded_lake: EmbeddedLake) -> LakeConfig:
 
 @pytest.fixture(scope="session")
 def operator_config(lake_config: LakeConfig) -> LakeConfig:
-    """The operator's instance, named so by tests that need root's rights whatever the default."""
+    """The operator's instance, named so by tests that need root's rights."""
     return lake_config
 
 

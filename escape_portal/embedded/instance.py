@@ -5,15 +5,16 @@ Registered under the entry-point group ``escape_portal.instances`` (see pyprojec
 never imports the embedded lake. The instances exist while the lake of
 ``$ESCAPE_PORTAL_LAKE_DIR`` (or the default data directory) has a ``run/state.json``:
 
-- ``embedded`` (the default): the operator's bootstrap identity (account ``root``,
-  userpass), as before;
-- ``embedded-alice``: researcher ``alice`` (:data:`.layout.DEMO_RESEARCHER`) over OpenID
-  Connect, as a researcher meets ESCAPE's lake: tokens from the lake's provider (her
-  published demo password, then refresh tokens), renewed while the session runs.
-
-The researcher is not the default yet: under Rucio's ``generic`` permission policy,
-which the embedded lake runs, only admins may delete or change a rule, so a researcher
-cannot delete the rules the portal's make-available created for her.
+- ``embedded-alice`` (the default): researcher ``alice`` (:data:`.layout.DEMO_RESEARCHER`)
+  over OpenID Connect, as a researcher meets ESCAPE's lake: tokens from the lake's
+  provider (her published demo password, then refresh tokens), renewed while the session
+  runs. She reads and writes token-protected storage with storage-audience tokens, has
+  quota on every storage element, and may extend and delete her own rules (the lake's
+  permission policy, :mod:`escape_portal.embedded.policy`);
+- ``embedded``: the operator's bootstrap identity (account ``root``, userpass), for the
+  operator's work (publishing the lake in the VO, Rucio's own CLI through ``lake env``)
+  and the only userpass identity the lake keeps. Choose it by name
+  (``--instance embedded``, ``ESCAPE_PORTAL_INSTANCE=embedded``).
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from pathlib import Path
 from escape_portal.config import LakeConfig
 from escape_portal.embedded import broker, layout
 
-#: The name of the operator's instance (the default one while the lake runs).
+#: The name of the operator's instance.
 NAME = "embedded"
-#: The name of the researcher's instance.
+#: The name of the researcher's instance (the default one while the lake runs).
 RESEARCHER = "embedded-alice"
 #: The OAuth client of the lake's provider the researcher's session uses.
 CLIENT_ID = "escape-portal"
@@ -37,7 +38,7 @@ CLIENT_ID = "escape-portal"
 def describe(env: Mapping[str, str]) -> list[LakeConfig] | None:
     """The embedded lake of ``env``'s data directory, if it was started (else ``None``).
 
-    Two instances: the operator's (first, so the default) and the researcher's. Their
+    Two instances: the researcher's (first, so the default) and the operator's. Their
     demo passwords and the provider client's secret are published credentials of a
     loopback lake; they are held in memory only, never written by the portal.
     """
@@ -82,18 +83,19 @@ def describe(env: Mapping[str, str]) -> list[LakeConfig] | None:
         oidc_scope=layout.RESEARCHER_SCOPE,
         ca_cert=state.get("ca_cert"),
     )
-    return [operator, researcher]
+    return [researcher, operator]
 
 
 def embedded_instance(env: Mapping[str, str] | None = None) -> LakeConfig | None:
-    """The default instance of :func:`describe`, the operator's (default env: the process's)."""
+    """The default instance of :func:`describe`, the researcher's (default env: the process's)."""
     found = describe(os.environ if env is None else env)
     return found[0] if found else None
 
 
 def operator_instance(env: Mapping[str, str] | None = None) -> LakeConfig | None:
     """The operator's instance of :func:`describe` (account root, userpass)."""
-    return embedded_instance(env)
+    found = describe(os.environ if env is None else env) or []
+    return next((c for c in found if c.name == NAME), None)
 
 
 def researcher_instance(env: Mapping[str, str] | None = None) -> LakeConfig | None:

@@ -42,17 +42,21 @@ def test_rule_copies_bytes_and_reaches_ok(lake: Lake, embedded_lake: EmbeddedLak
 
 
 def test_a_researcher_extends_and_deletes_her_own_rules_and_no_one_elses(
-    alice_config: LakeConfig, lake: Lake
+    alice_config: LakeConfig, lake: Lake, fresh_dataset: DID
 ) -> None:
-    """The lake's policy lets a rule's owner extend and delete it; others' rules are refused."""
+    """The lake's policy lets a rule's owner extend and delete it; others' rules are refused.
+
+    On a fresh dataset: deleting rules on the seeded sample data would, once Rucio's
+    judge-cleaner removes them, leave replicas without a lock for the reaper.
+    """
     operator, alice = lake, Lake(alice_config)
-    did = DID("km3net", "arca21-2023.events")
-    first, _ = alice.add_rule(did, "PIC-DISK", lifetime=600)
-    again, created = alice.add_rule(did, "PIC-DISK", lifetime=7200)
+    did = fresh_dataset  # at PIC-DISK
+    first, _ = alice.add_rule(did, "LAPP-DISK", lifetime=600)
+    again, created = alice.add_rule(did, "LAPP-DISK", lifetime=7200)
     assert created is False and again.id == first.id
     assert again.expires_at and first.expires_at and again.expires_at > first.expires_at
     assert [
-        r.id for r in alice.rules(did) if r.rse_expression == "PIC-DISK" and r.account == "alice"
+        r.id for r in alice.rules(did) if r.rse_expression == "LAPP-DISK" and r.account == "alice"
     ] == [first.id]
     theirs, _ = operator.add_rule(did, "INFN-NA-DISK", lifetime=600)
     with pytest.raises(PermissionDenied):
@@ -65,8 +69,8 @@ def test_a_researcher_extends_and_deletes_her_own_rules_and_no_one_elses(
     operator.delete_rule(theirs.id)
 
 
-def test_equivalent_rule_is_reused_and_extended(lake: Lake) -> None:
-    did = DID("km3net", "arca21-2023.events")
+def test_equivalent_rule_is_reused_and_extended(lake: Lake, fresh_dataset: DID) -> None:
+    did = fresh_dataset  # not the seeded data, whose replicas the reaper would then take
     first, _ = lake.add_rule(did, "DESY-DISK", lifetime=600)
     again, created = lake.add_rule(did, "DESY-DISK", lifetime=7200)
     assert created is False and again.id == first.id

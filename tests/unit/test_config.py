@@ -185,7 +185,8 @@ def test_the_embedded_lake_is_a_researcher_and_an_operator(tmp_path: Path) -> No
             }
         )
     )
-    operator, researcher = instance.describe({"ESCAPE_PORTAL_LAKE_DIR": str(tmp_path)}) or []
+    # The researcher first: the default instance while the lake runs.
+    researcher, operator = instance.describe({"ESCAPE_PORTAL_LAKE_DIR": str(tmp_path)}) or []
     assert (researcher.name, researcher.account, researcher.auth_type) == (
         "embedded-alice",
         "alice",

@@ -14,8 +14,10 @@ test.describe('ESCAPE Portal panels', () => {
   }) => {
     await openDataLake(page);
     const panel = page.locator('.ep-DataLake');
-    await expect(panel.locator('.ep-Identity-instance')).toHaveText('embedded');
-    await expect(panel.locator('.ep-Identity-account')).toContainText('root');
+    await expect(panel.locator('.ep-Identity-instance')).toHaveText(
+      'embedded-alice'
+    );
+    await expect(panel.locator('.ep-Identity-account')).toContainText('alice');
     await expect(
       panel.locator('.ep-Row[data-kind="scope"][data-name="cta"]')
     ).toBeVisible();
