@@ -47,9 +47,10 @@ _BULK = 100
 _RULE_ID = re.compile(r"[0-9a-fA-F]{32}")
 #: Protocols whose URLs replicas are listed with (Rucio gives one per storage otherwise).
 READ_SCHEMES = ("file", "https", "davs", "http", "root")
-#: Datasets up to this many files are summarised from per-file replicas when Rucio keeps
-#: no summary for them (no rule yet).
-SMALL_DATASET = 1000
+#: Datasets up to this many files are summarised exactly, by Rucio's deep summary (one
+#: query over the dataset's file replicas: ~15 ms for 100 files, ~35 ms for 10,000);
+#: larger ones use the summaries Rucio keeps for dataset-level rules.
+DEEP_SUMMARY_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -556,10 +557,10 @@ class Lake:
         for ds, length in datasets:
             # Rucio's summaries follow dataset-level rules only (copies made by file-level
             # rules are missing): small datasets are summed from their files, exactly.
-            rows = self._summary_from_files(ds) if (length or 0) <= SMALL_DATASET else []
-            if not rows:
-                with self._calling(f"summarising replicas of {ds}"):
-                    rows = list(self.client.list_dataset_replicas(ds.scope, ds.name))
+            with self._calling(f"summarising replicas of {ds}"):
+                rows = list(self.client.list_dataset_replicas(ds.scope, ds.name))
+            if (length or 0) <= DEEP_SUMMARY_MAX:
+                rows = self._exact_summary(ds, rows)
             for row in rows:
                 t = totals.setdefault(row["rse"], [0, 0, 0, 0])
                 t[0] += int(row.get("available_length") or 0)
@@ -583,31 +584,24 @@ class Lake:
             for rse, t in sorted(totals.items())
         ]
 
-    def _summary_from_files(self, dataset: DID) -> list[dict[str, Any]]:
-        """A dataset summary from per-file replicas, for small datasets.
+    def _exact_summary(self, dataset: DID, kept: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A dataset's replica summary counted from its files' replicas, in one request.
 
-        Rucio keeps dataset replica summaries for datasets under a dataset-level rule;
-        files attached with replicas but no rule, or copied by file-level rules, are
-        missing from them. Up to ``SMALL_DATASET`` files are summed here (one request
-        per 100 files); larger ones rely on Rucio's summaries rather than being scanned.
+        Rucio keeps summaries (``kept``) for datasets under a dataset-level rule only, and
+        updates them in the background: files attached with replicas but no rule, or
+        copied by file-level rules, are missing from them. Rucio's deep summary counts
+        the available file replicas per storage element; storage elements that ``kept``
+        lists with none of them available yet (a rule still copying) stay, at zero.
         """
-        files = list(self.files(dataset, limit=SMALL_DATASET + 1))
-        if not files or len(files) > SMALL_DATASET:
-            return []
-        sizes = {(f.scope, f.name): f.bytes for f in files}
-        per_rse: dict[str, dict[str, Any]] = {}
-        for rep in self.file_replicas(f.did for f in files):
-            for rse, state in rep.states.items():
-                row = per_rse.setdefault(
-                    rse, {"rse": rse, "available_length": 0, "available_bytes": 0}
-                )
-                if state == "AVAILABLE":
-                    row["available_length"] += 1
-                    row["available_bytes"] += sizes.get((rep.scope, rep.name), 0)
-        for row in per_rse.values():
-            row["length"] = len(files)
-            row["bytes"] = sum(sizes.values())
-        return list(per_rse.values())
+        with self._calling(f"counting the replicas of {dataset}"):
+            deep = list(self.client.list_dataset_replicas(dataset.scope, dataset.name, deep=True))
+        counted = {row["rse"] for row in deep}
+        copying = [
+            {**row, "available_length": 0, "available_bytes": 0}
+            for row in kept
+            if row["rse"] not in counted
+        ]
+        return deep + copying
 
     def _datasets_below(self, did: DID) -> Iterator[DIDInfo]:
         for child in self.contents(did):

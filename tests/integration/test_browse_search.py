@@ -98,6 +98,22 @@ def test_dataset_replica_summary_per_site(lake: Lake) -> None:
     assert container["DESY-DISK"].total_files == 6  # the container has 6 files in all
 
 
+def test_a_new_datasets_replica_status_is_exact_at_once(lake: Lake, fresh_dataset: DID) -> None:
+    """Counted from the files' replicas, not from Rucio's background summaries."""
+    by_rse = {r.rse: r for r in lake.dataset_replicas(fresh_dataset)}
+    assert set(by_rse) == {"PIC-DISK"}
+    assert by_rse["PIC-DISK"].available_files == by_rse["PIC-DISK"].total_files == 3
+    assert by_rse["PIC-DISK"].state == "AVAILABLE"
+    rule, _ = lake.add_rule(fresh_dataset, "LAPP-DISK", lifetime=600)
+    try:
+        # A rule still copying shows its storage (at 0 of 3 until the copies arrive).
+        copying = {r.rse: r for r in lake.dataset_replicas(fresh_dataset)}
+        assert "LAPP-DISK" in copying and copying["LAPP-DISK"].total_files == 3
+        assert copying["PIC-DISK"].available_files == 3
+    finally:
+        lake.delete_rule(rule.id)
+
+
 def test_per_file_replicas_for_shown_rows(lake: Lake) -> None:
     files = [f.did for f in lake.files("ska:sdc2.continuum")]
     replicas = list(lake.file_replicas(files))
