@@ -250,6 +250,7 @@ def main() -> int:
         immediate_reaper_marking,
         narrow_replica_lookups,
         normal_sync,
+        temporary_table_statistics,
     )
 
     reconnect_to_memcached()  # before Rucio's modules make their cache regions
@@ -257,6 +258,7 @@ def main() -> int:
     cap_or_chains()
     normal_sync()  # before the first connection
     narrow_replica_lookups()
+    temporary_table_statistics()
     daemons = _daemons()
     stopping = threading.Event()
 

@@ -24,6 +24,15 @@ when the catalogue is SQLite, in the embedded lake's own processes:
   (:func:`narrow_replica_lookups`), so SQLite reads them through the replicas' primary
   key (11 ms for 100 files). The answer is the same: the outer join keeps only those
   DIDs anyway.
+- **Temporary tables the planner knows nothing about**: Rucio puts the DIDs (or ids) a
+  request names in a temporary table and joins it to the catalogue (``FROM
+  "TEMPORARY_SCOPE_NAME_0" JOIN dids ON ...``). Temporary tables have no statistics, so
+  SQLite guesses them a million rows long and, to join them, builds a Bloom filter over
+  the whole ``dids`` table (110,000 rows, 12-50 ms) for a request about one file.
+  :func:`temporary_table_statistics` gives each of Rucio's temporary tables, when it is
+  created on a connection, the statistics of a short table (``temp.sqlite_stat1``): the
+  planner then walks the temporary table and searches the catalogue by primary key
+  (< 0.1 ms). The rows are the same.
 
 - **No planner statistics**: without ``sqlite_stat1`` SQLite guesses that every index is
   selective. The conveyor-submitter's look-up of the source replicas of 1,000 queued
@@ -146,7 +155,7 @@ def immediate_reaper_marking() -> None:
 _REPLICAS_SUBQUERY = re.compile(
     r"JOIN \((?P<select>SELECT replicas\.scope AS scope, replicas\.name AS name, [^()]*?"
     r"FROM replicas JOIN rses ON replicas\.rse_id = rses\.id AND rses\.deleted = 0)"
-    r"(?P<where> WHERE [^()]*?)?\) AS (?P<alias>anon_\d+) "
+    r"(?P<where>\s+WHERE [^()]*?)?\) AS (?P<alias>anon_\d+) "
     r"ON (?P=alias)\.scope = (?P<table>\"TEMPORARY_SCOPE_NAME_\d+\")\.scope "
     r"AND (?P=alias)\.name = (?P=table)\.name"
 )
@@ -182,6 +191,61 @@ def narrow_replica_lookups() -> None:
         return narrow_sql(statement), parameters
 
     event.listen(Engine, "before_cursor_execute", rewrite, retval=True)
+
+
+#: The statistics given to Rucio's temporary tables: a short table, its primary key unique.
+TEMPORARY_ROWS = 10
+
+
+def temporary_table_statistics() -> None:
+    """Give Rucio's temporary tables the statistics of short tables (server, daemons; SQLite)."""
+    if not _is_sqlite():
+        return
+    from rucio.db.sqla import util
+
+    create = util._create_temp_table
+    if getattr(create, "_escape_portal", False):
+        return
+
+    def _create_temp_table(name: str, *columns: Any, **kwargs: Any) -> Any:
+        table = create(name, *columns, **kwargs)
+        session = kwargs.get("session")
+        if session is not None and session.bind.dialect.name == "sqlite":
+            _describe_temporary(session, name, len(kwargs.get("primary_key") or columns[:1]))
+        return table
+
+    _create_temp_table._escape_portal = True  # type: ignore[attr-defined]
+    util._create_temp_table = _create_temp_table
+
+
+def _describe_temporary(session: Any, name: str, key_columns: int) -> None:
+    """Statistics for temporary table ``name`` in this session's transaction.
+
+    Asked at every creation: Rucio's reading sessions end with a rollback, which takes
+    back the statistics' rows (and the table) with the rest of the transaction.
+    """
+    from sqlalchemy import text
+
+    has_stats = session.execute(
+        text("SELECT 1 FROM temp.sqlite_schema WHERE name = 'sqlite_stat1'")
+    ).first()
+    if (
+        has_stats
+        and session.execute(
+            text("SELECT 1 FROM temp.sqlite_stat1 WHERE tbl = :t"), {"t": name}
+        ).first()
+    ):
+        return
+    if not has_stats:
+        session.execute(text("ANALYZE temp"))  # creates temp.sqlite_stat1
+    # "TEMPORARY_ROWS rows, one per key"; ANALYZE sqlite_schema makes the planner read it.
+    stat = " ".join([str(TEMPORARY_ROWS)] + ["1"] * key_columns)
+    session.execute(text("DELETE FROM temp.sqlite_stat1 WHERE tbl = :t"), {"t": name})
+    session.execute(
+        text("INSERT INTO temp.sqlite_stat1 (tbl, idx, stat) VALUES (:t, :i, :s)"),
+        {"t": name, "i": f"sqlite_autoindex_{name}_1", "s": stat},
+    )
+    session.execute(text("ANALYZE temp.sqlite_schema"))
 
 
 def normal_sync() -> None:

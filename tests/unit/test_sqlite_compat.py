@@ -13,6 +13,14 @@ FROM "TEMPORARY_SCOPE_NAME_0" JOIN dids ON dids.scope = "TEMPORARY_SCOPE_NAME_0"
 FROM replicas JOIN rses ON replicas.rse_id = rses.id AND rses.deleted = 0) AS anon_1 ON anon_1.scope = "TEMPORARY_SCOPE_NAME_0".scope AND anon_1.name = "TEMPORARY_SCOPE_NAME_0".name ORDER BY scope, name"""  # noqa: E501, W291
 
 
+#: The same for available replicas only (``all_states=False``, what a read asks): Rucio
+#: puts the state's condition on a line of its own.
+AVAILABLE_QUERY = FILES_QUERY.replace(
+    "AND rses.deleted = 0) AS anon_1",
+    "AND rses.deleted = 0 \nWHERE replicas.state = 'A') AS anon_1",
+)
+
+
 def _catalogue() -> sqlite3.Connection:
     db = sqlite3.connect(":memory:")
     db.executescript(
@@ -46,6 +54,18 @@ def test_the_file_lookup_is_narrowed_to_the_dids_asked_for() -> None:
     table = '"TEMPORARY_SCOPE_NAME_0"'
     narrowing = f"WHERE (replicas.scope, replicas.name) IN (SELECT scope, name FROM {table}))"
     assert narrowing in narrowed
+
+
+def test_the_lookup_of_available_replicas_is_narrowed_too() -> None:
+    narrowed = narrow_sql(AVAILABLE_QUERY)
+    table = '"TEMPORARY_SCOPE_NAME_0"'
+    narrowing = (
+        f"WHERE replicas.state = 'A' AND (replicas.scope, replicas.name) IN "
+        f"(SELECT scope, name FROM {table}))"
+    )
+    assert narrowing in narrowed
+    db = _catalogue()
+    assert db.execute(narrowed).fetchall() == db.execute(AVAILABLE_QUERY).fetchall()
 
 
 def test_the_narrowed_lookup_answers_the_same_rows() -> None:
