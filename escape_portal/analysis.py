@@ -196,8 +196,9 @@ def lake_files(lake: Lake, dids: DID | str | Iterable[DID | str]) -> list[LakeFi
     """The files of ``dids`` with the sites of their available replicas.
 
     ``dids`` is a dataset, a container, a file or a list of them. Two Rucio streams for
-    the lot: the files (``list_files`` of each collection) and their replicas
-    (``list_replicas``, 100 files a request); no request per file.
+    the lot, however many files: their replicas (``list_replicas`` of the collections
+    themselves, which Rucio expands to their files) and the files (``list_files``, for
+    files that have no replica at all); no request per file.
 
     Raises
     ------
@@ -214,13 +215,12 @@ def lake_files(lake: Lake, dids: DID | str | Iterable[DID | str]) -> list[LakeFi
             for f in lake.files(did):
                 files.setdefault(f.did, (f.bytes, f.adler32))
     sites_of = lake.rse_sites()
-    rows = {DID(r.scope, r.name): r for r in lake.file_replicas(files)}
+    rows = {DID(r.scope, r.name): r for r in lake.file_replicas(wanted)}
     result = []
     for did, (size, adler32) in files.items():
         row = rows.get(did)
-        rses = tuple(
-            sorted(rse for rse, s in (row.states if row else {}).items() if s == "AVAILABLE")
-        )
+        states = row.states if row else {}
+        rses = tuple(sorted(rse for rse, state in states.items() if state == "AVAILABLE"))
         sites = tuple(sorted({site for rse in rses if (site := sites_of.get(rse))}))
         result.append(
             LakeFile(

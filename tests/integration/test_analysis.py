@@ -117,7 +117,20 @@ def _probe(file: analysis.LakeFile) -> dict[str, Any]:
 
 
 def test_files_and_sites_in_bulk(spread: DID, alice: Lake) -> None:
+    alice.rse_sites()  # the storage elements' sites, once per lake object
+    calls: list[str] = []
+    client = alice.client
+    for method in ("list_replicas", "list_files", "get_did", "list_content"):
+        original = getattr(client, method)
+
+        def counted(*args: Any, _name: str = method, _call: Any = original, **kw: Any) -> Any:
+            calls.append(_name)
+            return _call(*args, **kw)
+
+        setattr(client, method, counted)
     files = {f.did.name.rsplit(".", 2)[-2]: f for f in analysis.lake_files(alice, spread)}
+    # one stream of replicas and one of files for the dataset (plus its own type)
+    assert sorted(calls) == ["get_did", "list_files", "list_replicas"], calls
     assert len(files) == 5
     assert files["only-LAPP-DISK"].sites == ("IN2P3-LAPP",)
     assert files["only-DESY-DISK"].rses == ("DESY-DISK",)
