@@ -15,17 +15,19 @@ A dataset, a container or a list of DIDs becomes Dask work with one task per fil
 How it works:
 
 - **Listing in bulk.** The files of the DIDs and their replicas come from two Rucio
-  streams for the whole dataset (``list_files`` and ``list_replicas``, 100 files a
-  request), never one request per file (:func:`lake_files`).
+  streams for the whole dataset (``list_replicas`` of the collections themselves and
+  ``list_files``), never one request per file (:func:`lake_files`).
 - **Workers carry their site** as a Dask worker resource ``site-<SITE>`` (``dask worker
   --resources site-CERN=1``, or :func:`local_cluster`), read from the scheduler; a worker
   without one is a worker of no site.
 - **Site-aware placement.** Each file's task is submitted with ``workers=`` the workers at
-  the sites holding an available replica of it and ``allow_other_workers=True``: it runs
-  at a replica's site when a worker is there, else anywhere (:func:`placement`). Dask
-  ``resources=`` restrictions are not used for this: they are hard (a task would wait
-  forever for a site without workers) and conjunctive (a task cannot ask for "CERN or
-  DESY"). Custom annotations of lazy graphs are lost when Dask fuses tasks, so
+  the sites holding an available replica of it, when there are any: it runs at a
+  replica's site when a worker is there, else anywhere (:func:`placement`). The
+  restriction is strict by default: Dask's work stealing moves tasks with loose
+  restrictions (``allow_other_workers=True``) to idle workers elsewhere, which then read
+  over the WAN (seen with worker processes); ``Session(strict=False)`` allows that. Dask
+  ``resources=`` restrictions are not used: a task could not ask for "CERN or DESY".
+  Custom annotations of lazy graphs are lost when Dask fuses tasks, so
   :meth:`Session.to_dask` and :meth:`Session.table_frame` submit the per-file tasks at
   once (their results stay on the workers that read them, and what you chain onto the
   collection runs next to them); :meth:`Session.delayed` gives lazy, annotated
@@ -434,15 +436,26 @@ class Session:
         at the session's compute site (closed by :meth:`close`).
     refresh_every
         Seconds between two checks that workers hold the session's current token.
+    strict
+        A file's task runs only on the workers at its replicas' sites when there are
+        such workers when it is submitted (it waits for them if they are busy or gone);
+        ``False``: idle workers elsewhere may take it (Dask's work stealing) and read the
+        replica nearest to them.
     """
 
     def __init__(
-        self, lake: Lake, client: Any = None, *, refresh_every: float = REFRESH_EVERY
+        self,
+        lake: Lake,
+        client: Any = None,
+        *,
+        refresh_every: float = REFRESH_EVERY,
+        strict: bool = True,
     ) -> None:
         from distributed import Client
 
         self.lake = lake
         self.instance = lake.config.name
+        self.strict = strict
         self._own_cluster = None
         if client is None:
             site = lake.config.compute_site
@@ -520,7 +533,7 @@ class Session:
                     *args,
                     key=f"lake-{file.did.name}-{batch}",
                     workers=workers,
-                    allow_other_workers=workers is not None,
+                    allow_other_workers=workers is not None and not self.strict,
                     pure=False,
                 )
             )
@@ -542,7 +555,8 @@ class Session:
         parts = []
         for file in self._files(dids):
             workers = placement(file, by_site)
-            extra = {"workers": workers, "allow_other_workers": True} if workers else {}
+            loose = not self.strict
+            extra = {"workers": workers, "allow_other_workers": loose} if workers else {}
             with annotate(sites=file.sites, **extra):
                 parts.append(
                     delayed(_run, pure=True)(

@@ -25,6 +25,7 @@ from astropy.table import Table
 
 from escape_portal import analysis
 from escape_portal.config import LakeConfig
+from escape_portal.errors import InvalidRequest
 from escape_portal.lake import DID, Lake
 
 pytestmark = pytest.mark.lake
@@ -274,3 +275,50 @@ def test_default_cluster_is_local_at_the_session_site(spread: DID, alice: Lake) 
         assert {r["site"] for r in rows} == {"INFN-NA"}
     finally:
         session.close()
+
+
+def test_the_session_thread_keeps_the_workers_token_fresh(alice: Lake) -> None:
+    keeper = alice.tokens
+    assert keeper is not None
+    cluster = analysis.local_cluster(SITES)
+    client = distributed.Client(cluster)
+    try:
+        client.wait_for_workers(len(SITES))
+        with analysis.Session(alice, client, refresh_every=0.2) as session:
+            assert session.pushes == 1
+            time.sleep(1.1)  # a new token differs in its issue time
+            after = keeper.renew(refused=keeper.current())
+            deadline = time.monotonic() + 10
+            while session.pushes < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert session.pushes == 2, "the session's thread did not send the new token"
+            name = session.instance
+            held = client.run(lambda: analysis._configs[name].token == after)
+            assert set(held.values()) == {True}
+    finally:
+        client.close()
+        cluster.close()
+
+
+def test_worker_processes_get_credentials_only_from_the_plugin(spread: DID, alice: Lake) -> None:
+    """Workers in their own processes, over TCP on loopback: the plugin is the only way in."""
+    cluster = analysis.local_cluster(SITES, processes=True)
+    client = distributed.Client(cluster)
+    try:
+        client.wait_for_workers(len(SITES))
+        files = analysis.lake_files(alice, spread)
+        # Without the session's plugin a worker has no credentials for the instance.
+        future = client.submit(_probe, files[0], pure=False)
+        with pytest.raises(InvalidRequest, match="holds no credentials"):
+            future.result()
+        with analysis.Session(alice, client, refresh_every=3600) as session:
+            rows = session.to_dask(files, _probe).compute()
+        assert sum(r["sum"] for r in rows) == PIXELS * 33
+        for row in rows:
+            file = next(f for f in files if str(f.did) == row["did"])
+            here = [s for s in file.sites if s in SITES]
+            if here:
+                assert row["site"] in here and row["scheme"] == "file", row
+    finally:
+        client.close()
+        cluster.close()
