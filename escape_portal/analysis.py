@@ -301,7 +301,12 @@ class Credentials(WorkerPlugin):
             _configs[self.config.name] = self.config
 
     def teardown(self, worker: Any) -> None:
-        """Nothing: a newer plugin replaces the configuration."""
+        """Forget the configuration (unless a newer plugin already replaced it)."""
+        with _registry_lock:
+            if _configs.get(self.config.name) is self.config:
+                del _configs[self.config.name]
+            for key in [k for k, (c, _) in _filesystems.items() if c is self.config]:
+                del _filesystems[key]
 
 
 def _current_worker() -> Any:
@@ -613,11 +618,17 @@ class Session:
     # -- lifetime --------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop refreshing; close the cluster if this session started it."""
+        """Stop refreshing; take the credentials off the workers; close an own cluster."""
+        if self._stop.is_set():
+            return
         self._stop.set()
+        self._thread.join(timeout=5)
         if self._own_cluster is not None:
             self.client.close()
             self._own_cluster.close()
+        elif self.client.status == "running":
+            with self._lock:
+                self.client.unregister_worker_plugin(PLUGIN_PREFIX + self.instance)
 
     def __enter__(self) -> Session:
         return self

@@ -233,6 +233,9 @@ def test_workers_get_the_renewed_token(spread: DID, session: analysis.Session) -
     assert set(session.client.run(held).values()) == {hashlib.sha256(after.encode()).hexdigest()}
     # The workers read with the new credentials (new filesystems, new storage tokens).
     assert sum(session.to_dask(spread, _probe).pluck("sum").compute()) == PIXELS * 33
+    # Closed, the session takes its credentials off the workers.
+    session.close()
+    assert set(session.client.run(lambda: name in analysis._configs).values()) == {False}
 
 
 def test_table_frame_of_event_lists(operator_lake: Lake, alice: Lake) -> None:

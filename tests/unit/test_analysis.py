@@ -83,7 +83,12 @@ def test_credentials_hide_their_secrets_and_reach_the_registry() -> None:
     assert plugin.name == "escape-portal-credentials-x"
     plugin.setup(worker=None)
     assert analysis._configs["x"] is plugin.config
-    del analysis._configs["x"]
+    newer = analysis.Credentials(analysis.worker_config(Lake(_oidc())))
+    newer.setup(worker=None)
+    plugin.teardown(worker=None)  # an older plugin's teardown keeps the newer one's
+    assert analysis._configs["x"] is newer.config
+    newer.teardown(worker=None)
+    assert "x" not in analysis._configs
 
 
 def test_a_lake_file_carries_no_secret() -> None:
