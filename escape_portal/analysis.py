@@ -9,7 +9,7 @@ A dataset, a container or a list of DIDs becomes Dask work with one task per fil
     session = analysis.connect(lake)                  # a LocalCluster, or client=...
     sums = session.to_dask("user.alice:crab", lambda f: f.fits()[0].data.sum())
     total = sums.sum().compute()
-    events = session.table_frame("cta:crab-2024", hdu="EVENTS", columns=["ENERGY"])
+    events = session.table_frame("cta:crab-2024.dl3", hdu="EVENTS", columns=["ENERGY"])
     events.ENERGY.describe().compute()
 
 How it works:
@@ -617,6 +617,11 @@ class Session:
 
     # -- lifetime --------------------------------------------------------------------------
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._stop.is_set()
+
     def close(self) -> None:
         """Stop refreshing; take the credentials off the workers; close an own cluster."""
         if self._stop.is_set():
@@ -676,7 +681,7 @@ def connect(lake: Lake, client: Any = None) -> Session:
             client = None
     key = (id(client), lake.config.name)
     session = _sessions.get(key) if client is not None else None
-    if session is None or session.lake is not lake:
+    if session is None or session.lake is not lake or session.closed:
         session = Session(lake, client)
         _sessions[(id(session.client), lake.config.name)] = session
     return session

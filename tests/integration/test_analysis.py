@@ -325,3 +325,18 @@ def test_worker_processes_get_credentials_only_from_the_plugin(spread: DID, alic
     finally:
         client.close()
         cluster.close()
+
+
+def test_connect_reuses_a_live_session_only(alice: Lake) -> None:
+    cluster = analysis.local_cluster(SITES)
+    client = distributed.Client(cluster)
+    try:
+        first = analysis.connect(alice, client)
+        assert analysis.connect(alice, client) is first
+        first.close()
+        second = analysis.connect(alice, client)
+        assert second is not first and not second.closed
+        second.close()
+    finally:
+        client.close()
+        cluster.close()
