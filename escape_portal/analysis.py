@@ -64,7 +64,7 @@ from typing import Any, BinaryIO
 
 from escape_portal.config import LakeConfig
 from escape_portal.errors import InvalidRequest
-from escape_portal.lake import DID, Lake
+from escape_portal.lake import DID, FileInfo, FileReplicas, Lake
 from escape_portal.lake.models import as_did
 
 try:
@@ -116,6 +116,9 @@ class LakeFile:
         Storage elements holding those replicas.
     instance
         The name of the lake instance it belongs to (how a worker finds its credentials).
+    replicas
+        Its replicas as the bulk listing found them (states and URLs, never a token): a
+        worker opens the file without asking Rucio again.
     """
 
     did: DID
@@ -124,6 +127,7 @@ class LakeFile:
     sites: tuple[str, ...]
     rses: tuple[str, ...]
     instance: str
+    replicas: FileReplicas | None = None
 
     @property
     def url(self) -> str:
@@ -136,7 +140,11 @@ class LakeFile:
         On a Dask worker: built from the credentials its plugin holds, for the worker's
         site. Elsewhere: the instance as configured here.
         """
-        return filesystem(self.instance)
+        fs = filesystem(self.instance)
+        if self.replicas is not None:
+            info = FileInfo(self.did.scope, self.did.name, self.bytes, self.adler32)
+            fs.remember(info, self.replicas)
+        return fs
 
     def open(self) -> BinaryIO:
         """A binary file object of the file, read from the replica nearest this worker."""
@@ -232,6 +240,7 @@ def lake_files(lake: Lake, dids: DID | str | Iterable[DID | str]) -> list[LakeFi
                 sites,
                 rses,
                 lake.config.name,
+                row,
             )
         )
     return result

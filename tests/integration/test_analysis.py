@@ -143,10 +143,21 @@ def test_files_and_sites_in_bulk(spread: DID, alice: Lake) -> None:
 
 
 def test_tasks_run_at_a_replica_site_and_read_it_there(
-    spread: DID, session: analysis.Session
+    spread: DID, session: analysis.Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    asked: list[str] = []  # what the workers asked Rucio about the files
+    for method in ("info", "file_replicas"):
+        original = getattr(Lake, method)
+
+        def counted(self: Lake, *a: Any, _m: str = method, _o: Any = original, **k: Any) -> Any:
+            if analysis.worker_site() is not None:
+                asked.append(_m)
+            return _o(self, *a, **k)
+
+        monkeypatch.setattr(Lake, method, counted)
     bag = session.to_dask(spread, _probe)
     rows = bag.compute()
+    assert asked == [], "workers looked files up again instead of using the bulk listing"
     assert sum(r["sum"] for r in rows) == PIXELS * (0 + 1 + 2 + 10 + 20)
     files = {str(f.did): f for f in session.files(spread)}
     assert {r["did"] for r in rows} == set(files)
