@@ -357,7 +357,7 @@ def filesystem(instance: str) -> Any:
         from escape_portal.config import select_instance
 
         config = select_instance(instance)
-    if cached is not None and cached[0] is config:
+    if cached is not None and cached[0] == config:
         return cached[1]
     fs = RucioFileSystem(lake=Lake(config), compute_site=site, skip_instance_cache=True)
     with _registry_lock:

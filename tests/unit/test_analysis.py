@@ -104,3 +104,13 @@ def test_outside_a_worker_the_site_is_none() -> None:
 def test_distributed_is_the_plugin_base() -> None:
     distributed = pytest.importorskip("distributed")
     assert issubclass(analysis.Credentials, distributed.WorkerPlugin)
+
+
+def test_outside_a_worker_the_filesystem_is_made_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import escape_portal.config
+
+    monkeypatch.setattr(escape_portal.config, "select_instance", lambda name: _oidc())
+    first = analysis.filesystem("x")
+    assert analysis.filesystem("x") is first
+    assert first.lake.config.token == "access-token-123"
+    analysis._filesystems.clear()
