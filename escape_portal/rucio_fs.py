@@ -44,7 +44,7 @@ from escape_portal.access import Access, Cache, default_cache_dir, default_cache
 from escape_portal.config import LakeConfig, select_instance
 from escape_portal.errors import InvalidRequest, NotFound
 from escape_portal.integrity import copy_verified
-from escape_portal.lake import DID, FileInfo, Lake
+from escape_portal.lake import DID, FileInfo, FileReplicas, Lake
 from escape_portal.replicas import Choice, Skipped, Source
 from escape_portal.storage import Reader, StorageError, open_reader, read_verified, scrub
 
@@ -180,6 +180,27 @@ class RucioFileSystem(AbstractFileSystem):  # type: ignore[misc]
         rep = reps[0]
         file = FileInfo(did.scope, did.name, int(rep.bytes or row.bytes or 0), rep.adler32)
         return self.access.chooser.choose(file, rep)
+
+    def remember(self, file: FileInfo, replicas: FileReplicas) -> None:
+        """Keep a file's entry and replicas known from a bulk listing (no request).
+
+        For :data:`METADATA_TTL` seconds, opening the file then asks Rucio nothing: a
+        dataset listed once (``list_replicas`` of the dataset) is read file by file
+        without two requests per file (:mod:`escape_portal.analysis` on Dask workers).
+        """
+        did = file.did
+        choice = self.access.chooser.choose(file, replicas)
+        info = {
+            "name": f"{did.scope}/{did.name}",
+            "did": str(did),
+            "type": "file",
+            "did_type": "file",
+            "size": file.bytes,
+            "length": None,
+            "adler32": file.adler32,
+        }
+        with self._lock:
+            self._meta[did] = (time.monotonic(), info, choice)
 
     def choice(self, path: str) -> Choice:
         """The replica choice of one file (a new one: its failures list starts empty)."""
