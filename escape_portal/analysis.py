@@ -593,7 +593,7 @@ class Session:
         import dask.bag as db
 
         futures = self.submit(dids, func, wrap=_as_list)
-        return db.from_delayed(_held(futures))
+        return db.from_delayed(_held(futures)).persist()  # see table_frame
 
     def table_frame(
         self,
@@ -622,7 +622,10 @@ class Session:
             here = RucioFileSystem(lake=self.lake, skip_instance_cache=True)
             meta = _table(files[0], hdu, columns, with_file, here).iloc[:0]
         futures = self.submit(files, None, hdu, columns, with_file, wrap=_table_task)
-        return dd.from_delayed(_held(futures), meta=meta, verify_meta=False)
+        # Persisted: a frame built on held futures lost them once a derived column was
+        # computed twice ("lost dependencies", dask 2026.8); persisted, the partitions
+        # are the collection's own, in the memory of the workers that read them.
+        return dd.from_delayed(_held(futures), meta=meta, verify_meta=False).persist()
 
     # -- lifetime --------------------------------------------------------------------------
 

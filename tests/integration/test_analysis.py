@@ -274,6 +274,12 @@ def test_table_frame_of_event_lists(operator_lake: Lake, alice: Lake) -> None:
             assert sorted(per_file.values()) == [2, 3]
             only = session.table_frame(dataset, hdu="EVENTS", columns=["ENERGY"]).compute()
             assert sorted(only.ENERGY) == [1.0, 2.0, 3.0, 10.0, 20.0]
+            # A derived column, computed more than once (dask lost the partitions of a frame
+            # built on bare futures then).
+            frame["big"] = frame.ENERGY > 5
+            assert frame.big.sum().compute() == 2
+            assert frame[frame.big].ENERGY.values.sum().compute() == pytest.approx(30.0)
+            assert frame.ENERGY.max().compute() == pytest.approx(20.0)
     finally:
         client.close()
         cluster.close()

@@ -29,6 +29,7 @@ EXPECTED = {
     "02-event-list-analysis.ipynb",
     "03-vo-workflow.ipynb",
     "04-widgets.ipynb",
+    "05-dask-analysis.ipynb",
 }
 KERNEL_NAME = "escape-portal-test-python"
 #: Seconds any one cell may take (the transfers of the sample data take a few seconds).
