@@ -42,6 +42,7 @@ import fcntl
 import json
 import os
 import pwd
+import re
 import shutil
 import socket
 import sqlite3
@@ -59,11 +60,17 @@ from escape_portal.embedded.layout import LakePaths
 from escape_portal.embedded.pki import LakePKI, ensure_pki
 from escape_portal.embedded.tokens import signing_key, storage_audience
 
-#: Storage elements served by XRootD. INFN-NA-DISK (the 110,000-file scale datasets)
-#: stays a POSIX folder: an ACL walk over its tree at each start is not worth it.
-XROOTD_RSES = ("CERN-DISK", "DESY-DISK", "PIC-DISK", "LAPP-DISK")
+#: Storage elements served by XRootD: all of them. INFN-NA-DISK holds the 110,000-file
+#: scale datasets; its third-party copies stay ``file://`` (see
+#: :data:`POSIX_COPY_RSES`), and its tree gets its ACLs walked once, not at each start.
+XROOTD_RSES = ("CERN-DISK", "DESY-DISK", "PIC-DISK", "LAPP-DISK", "INFN-NA-DISK")
+#: Storage elements whose third-party copies (from and to them) stay ``file://`` with the
+#: POSIX transfertool: a gfal2 davs copy costs ~0.7 s a file, too much for the scale
+#: datasets' 10,000-file copies. Their ``root``/``davs`` serve reads and writes only.
+POSIX_COPY_RSES = ("INFN-NA-DISK",)
 XROOTD_USER = "xrootd"
 XROOTD_BINARY = "/usr/bin/xrootd"
+XRDFS_BINARY = "/usr/bin/xrdfs"
 START_TIMEOUT = 30.0
 #: How long the seeded issuer keys stay fresh in scitokens-cpp's cache (ten years).
 KEY_CACHE_SECONDS = 10 * 365 * 86400
@@ -154,7 +161,7 @@ def _setfacl(*args: str) -> None:
             "storage folders with it (Debian: apt-get install acl, or run scripts/setup.sh)."
         )
     result = subprocess.run(
-        [setfacl, *args], capture_output=True, text=True, timeout=120, check=False
+        [setfacl, *args], capture_output=True, text=True, timeout=900, check=False
     )
     if result.returncode != 0:
         raise XRootDError(
@@ -395,6 +402,53 @@ def ready(endpoint: XRootDEndpoint, ca_bundle: Path) -> bool:
     except (OSError, requests.RequestException):
         return False
     return response.status_code in (200, 401, 403, 404)
+
+
+def bytes_sent(endpoint: XRootDEndpoint, certdir: Path) -> int:
+    """Bytes ``endpoint``'s server has sent since it started, by its own accounting.
+
+    XRootD's summary statistics (``xrdfs HOST query stats l``, the ``link`` section
+    that ``xrd.report`` would send): ``<out>`` counts what every connection sent,
+    root:// and https alike, TLS included, so a few kilobytes of handshakes and of
+    these queries' own answers come with the payload.
+
+    Parameters
+    ----------
+    endpoint
+        The server to ask (over root://, as a token-less client: statistics need none).
+    certdir
+        The hashed CA folder its TLS certificate is checked against (``X509_CERT_DIR``).
+
+    Raises
+    ------
+    XRootDError
+        If the server does not answer or its answer has no byte count.
+    """
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "X509_CERT_DIR": str(certdir),
+        "LC_ALL": "C",
+    }
+    try:
+        result = subprocess.run(
+            [XRDFS_BINARY, f"root://localhost:{endpoint.root_port}", "query", "stats", "l"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise XRootDError(
+            f"Asking {endpoint.rse}'s XRootD server for its statistics failed: {exc}"
+        ) from exc
+    match = re.search(r'<stats id="link">.*?<out>(\d+)</out>', result.stdout)
+    if result.returncode != 0 or match is None:
+        raise XRootDError(
+            f"{endpoint.rse}'s XRootD server gave no statistics: "
+            f"{(result.stderr or result.stdout).strip()[:300]}"
+        )
+    return int(match.group(1))
 
 
 def wait_ready(

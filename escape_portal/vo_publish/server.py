@@ -299,10 +299,10 @@ class VOService:
             return [_error_row(ident, f"NotFoundFault: {did} is not in the lake")]
         topology = self.topology(site) if site else None
         options = []
-        for rse, pfns in replicas.pfns.items():
+        for rse in replicas.pfns:
             if replicas.states.get(rse) != "AVAILABLE":
                 continue
-            url = next((p for p in pfns if p.startswith(("https://", "http://"))), None)
+            url = replicas.url(rse)  # https (davs spelled as web clients want it), else http
             if url is None:
                 continue
             link = topology.link(sites.get(rse), site) if topology is not None else None
