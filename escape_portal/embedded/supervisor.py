@@ -534,27 +534,19 @@ class EmbeddedLake:
         return ports
 
     def storage_bytes_read(self, rse: str) -> int:
-        """Bytes the XRootD server of ``rse`` has sent since it started (its own count).
+        """Bytes the XRootD server of ``rse`` has served from its files, by its own log.
 
-        From the server's summary statistics (:func:`escape_portal.embedded.xrootd.bytes_sent`):
-        every byte read from the storage element, over root:// or davs://, plus a few
-        kilobytes of TLS handshakes and of these queries' answers. Compare two readings.
+        Over root:// and davs:// alike (:func:`escape_portal.embedded.xrootd.bytes_read`);
+        compare two readings.
 
         Raises
         ------
         EmbeddedLakeError
-            If ``rse`` is not served by XRootD, or its server does not answer.
+            If ``rse`` is not a storage element of this lake.
         """
         if rse not in xrootd.XROOTD_RSES:
             raise EmbeddedLakeError(f"{rse} is not a storage element of this lake.")
-        ports = self.saved_ports()
-        try:
-            endpoint = xrootd.XRootDEndpoint(rse, *(ports[k] for k in xrootd.port_keys(rse)))
-            return xrootd.bytes_sent(endpoint, self.paths.pki / "certificates")
-        except KeyError as exc:
-            raise EmbeddedLakeError(f"The lake has not been started: no port of {rse}.") from exc
-        except xrootd.XRootDError as exc:
-            raise EmbeddedLakeError(str(exc)) from exc
+        return xrootd.bytes_read(self.paths, rse)
 
     @property
     def mount_path(self) -> Path:

@@ -70,7 +70,6 @@ XROOTD_RSES = ("CERN-DISK", "DESY-DISK", "PIC-DISK", "LAPP-DISK", "INFN-NA-DISK"
 POSIX_COPY_RSES = ("INFN-NA-DISK",)
 XROOTD_USER = "xrootd"
 XROOTD_BINARY = "/usr/bin/xrootd"
-XRDFS_BINARY = "/usr/bin/xrdfs"
 START_TIMEOUT = 30.0
 #: How long the seeded issuer keys stay fresh in scitokens-cpp's cache (ten years).
 KEY_CACHE_SECONDS = 10 * 365 * 86400
@@ -308,6 +307,10 @@ http.header2cgi Authorization authz
 
 xrootd.chksum adler32
 
+# Each read, with its length and offset, in the log: the storage's account of what it
+# served (bytes_read sums it).
+ofs.trace read
+
 # Third-party copy: root:// (xrdcp --server pulls) and davs:// (HTTP-TPC, pull).
 ofs.tpc autorm echo pgm /usr/bin/xrdcp --server
 http.exthandler xrdtpc libXrdHttpTPC.so
@@ -404,51 +407,47 @@ def ready(endpoint: XRootDEndpoint, ca_bundle: Path) -> bool:
     return response.status_code in (200, 401, 403, 404)
 
 
-def bytes_sent(endpoint: XRootDEndpoint, certdir: Path) -> int:
-    """Bytes ``endpoint``'s server has sent since it started, by its own accounting.
+#: A read in the server's log (``ofs.trace read``): ``ofs_read: LENGTH@OFFSET fn=PATH``.
+_READ = re.compile(r" ofs_read: (\d+)@(\d+) fn=(\S+)")
 
-    XRootD's summary statistics (``xrdfs HOST query stats l``, the ``link`` section
-    that ``xrd.report`` would send): ``<out>`` counts what every connection sent,
-    root:// and https alike, TLS included, so a few kilobytes of handshakes and of
-    these queries' own answers come with the payload.
+
+def bytes_read(paths: LakePaths, rse: str) -> int:
+    """Bytes the XRootD server of ``rse`` has served from its files, by its own log.
+
+    Every read reaches XRootD's file system layer, whatever the protocol (root://,
+    davs:// GETs through XrdHttp, the source side of third-party copies), and
+    ``ofs.trace read`` logs it as ``ofs_read: LENGTH@OFFSET fn=PATH`` as it happens. A
+    read asks for ``LENGTH`` bytes; past the end of the file it gets fewer, so each is
+    counted up to the file's current size (the asked length if the file is gone). The
+    count covers the server's log since the lake's data directory was made: compare
+    two readings.
 
     Parameters
     ----------
-    endpoint
-        The server to ask (over root://, as a token-less client: statistics need none).
-    certdir
-        The hashed CA folder its TLS certificate is checked against (``X509_CERT_DIR``).
-
-    Raises
-    ------
-    XRootDError
-        If the server does not answer or its answer has no byte count.
+    paths
+        The lake's layout (its log is ``logs/xrootd-<RSE>.log``).
+    rse
+        The storage element.
     """
-    env = {
-        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-        "X509_CERT_DIR": str(certdir),
-        "LC_ALL": "C",
-    }
-    try:
-        result = subprocess.run(
-            [XRDFS_BINARY, f"root://localhost:{endpoint.root_port}", "query", "stats", "l"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise XRootDError(
-            f"Asking {endpoint.rse}'s XRootD server for its statistics failed: {exc}"
-        ) from exc
-    match = re.search(r'<stats id="link">.*?<out>(\d+)</out>', result.stdout)
-    if result.returncode != 0 or match is None:
-        raise XRootDError(
-            f"{endpoint.rse}'s XRootD server gave no statistics: "
-            f"{(result.stderr or result.stdout).strip()[:300]}"
-        )
-    return int(match.group(1))
+    log = paths.logs / f"{component(rse)}.log"
+    if not log.exists():
+        return 0
+    sizes: dict[str, int | None] = {}
+    total = 0
+    with log.open("r", errors="replace") as lines:
+        for line in lines:
+            match = _READ.search(line)
+            if match is None:
+                continue
+            length, offset, name = int(match.group(1)), int(match.group(2)), match.group(3)
+            if name not in sizes:
+                try:
+                    sizes[name] = (paths.rse_root / name.lstrip("/")).stat().st_size
+                except OSError:
+                    sizes[name] = None
+            size = sizes[name]
+            total += length if size is None else max(0, min(length, size - offset))
+    return total
 
 
 def wait_ready(
