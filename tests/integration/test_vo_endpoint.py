@@ -136,7 +136,7 @@ def test_datalink_this_downloads_the_file(
     from escape_portal.lake import DID, Lake
 
     url, rse = str(this[0]["access_url"]), str(this[0]["rse"])
-    ca = str(lake_config.ca_cert)
+    ca = str(researcher_config.ca_cert)
     assert requests.get(url, verify=ca, timeout=30).status_code in (401, 403)  # needs a token
     alice = Lake(researcher_config)
     token = alice.storage_token(rse, urlsplit(url).path)
