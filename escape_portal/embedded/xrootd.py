@@ -11,6 +11,10 @@ element listed in :data:`XROOTD_RSES` runs one ``xrootd`` process (Debian's
 - ``https://localhost:HTTPS_PORT/<RSE>/...``: HTTP/WebDAV over TLS (XrdHttp): ranged
   GET, PUT, PROPFIND, MKCOL, DELETE, ``Want-Digest: adler32``, third-party copy (pull).
 
+There is no other way in: no anonymous protocol serves the storage folders. What each
+server reads from its files is in its log (``ofs.trace read``), summed by
+:func:`bytes_read`.
+
 TLS comes from the lake's PKI (:mod:`escape_portal.embedded.pki`); tokens are checked by
 the SciTokens plugin against the lake's issuer (:mod:`escape_portal.embedded.tokens`),
 with the storage element's audience (:func:`escape_portal.embedded.tokens.storage_audience`)

@@ -11,7 +11,9 @@ lake starts it. Binds 127.0.0.1 unless told otherwise. Endpoints (paths are a co
 - ``/sia2/query`` — SIA 2.0; ``/scs/query`` — Simple Cone Search 1.03 (each with VOSI
   ``availability`` and ``capabilities``);
 - ``/datalink/links?ID=...`` — DataLink 1.1: one ``#this`` row per replica, nearest first
-  from ``SITE`` (default: the instance's compute site);
+  from ``SITE`` (default: the instance's compute site), with its ``https://`` URL (a
+  ``davs`` replica spelled as web clients want it; the storage asks for a token, and
+  :meth:`escape_portal.lake.Lake.dids_from_urls` maps it back to the file);
 - ``/resolve?name=...`` — the positions of the targets the lake knows, as JSON.
 
 The ObsCore records are read from Rucio (through :class:`escape_portal.lake.Lake`, with
