@@ -3,12 +3,13 @@
 A fresh 512 MiB FITS image is written on DESY-DISK of the embedded lake and registered
 with its true checksum. Then, each in the same process:
 
-- **stream**: ``Access.fits(did, stream=True)`` reads the header over the storage's HTTP
-  protocol by byte ranges (fsspec);
+- **stream**: ``Access.fits(did, stream=True)`` reads the header over the storage's
+  davs:// (XRootD, with researcher alice's storage token) by byte ranges (fsspec);
 - **download**: ``Access.path(did)`` copies the whole file into the cache, verified,
   then the header is read locally;
 
-and the times, bytes read from storage and their ratio are printed. Run with the lake up::
+and the times, bytes read from storage (by DESY-DISK's XRootD server's own count) and
+their ratio are printed. Run with the lake up::
 
     .venv/bin/python bench/fits_header.py [--data-dir DIR] [--size-mib 512]
 """
@@ -26,7 +27,8 @@ import numpy as np
 from running_lake import running_lake
 
 from escape_portal.access import Access, Cache
-from escape_portal.embedded.storage_http import bytes_served
+from escape_portal.embedded.instance import researcher_instance
+from escape_portal.embedded.supervisor import EmbeddedLake
 from escape_portal.lake import DID, Lake
 
 
@@ -71,9 +73,12 @@ def main() -> int:
     lake.client.add_replicas(
         "DESY-DISK", [{"scope": did.scope, "name": did.name, "bytes": size, "adler32": adler}]
     )
-    log = embedded.paths.logs / "storage.log"
+    alice = researcher_instance({"ESCAPE_PORTAL_LAKE_DIR": str(embedded.paths.root)})
+    assert alice is not None, "the embedded lake did not record its state"
     try:
-        stream_s, stream_bytes, download_s, download_bytes = _measure(lake, did, log, size)
+        stream_s, stream_bytes, download_s, download_bytes = _measure(
+            Lake(alice), embedded, did, size
+        )
     finally:  # a tombstone: Rucio's reaper deletes the file shortly
         lake.client.set_tombstone([{"rse": "DESY-DISK", **did.as_rucio()}])
     print(f"file: {did}, {size / 2**20:.0f} MiB")
@@ -86,23 +91,26 @@ def main() -> int:
     return 0
 
 
-def _measure(lake: Lake, did: DID, log: Path, size: int) -> tuple[float, int, float, int]:
+def _measure(
+    lake: Lake, embedded: EmbeddedLake, did: DID, size: int
+) -> tuple[float, int, float, int]:
     with tempfile.TemporaryDirectory() as tmp:
+        # alice computes at CERN, nothing mounted there holds the file: DESY-DISK over WAN.
         access = Access(lake, Cache(Path(tmp), limit_bytes=4 * size), mounted_rse="CERN-DISK")
-        served = bytes_served(log)
+        served = embedded.storage_bytes_read("DESY-DISK")
         t0 = time.perf_counter()
         with access.fits(did, stream=True) as hdul:
             assert hdul[0].header["OBJECT"] == "bench: large image"
         stream_s = time.perf_counter() - t0
-        time.sleep(0.2)
-        stream_bytes = bytes_served(log) - served
+        stream_bytes = embedded.storage_bytes_read("DESY-DISK") - served
 
+        served = embedded.storage_bytes_read("DESY-DISK")
         t0 = time.perf_counter()
-        local = access.path(did)
+        access.path(did)
         with access.fits(did) as hdul:
             assert hdul[0].header["OBJECT"] == "bench: large image"
         download_s = time.perf_counter() - t0
-        download_bytes = local.stat().st_size
+        download_bytes = embedded.storage_bytes_read("DESY-DISK") - served
     return stream_s, stream_bytes, download_s, download_bytes
 
 

@@ -10,8 +10,9 @@ the reason too:
    (:mod:`escape_portal.topology`: the same site, then measured throughput, latency and
    distance from the compute site), and within one storage element its protocols in
    the order that fits the compute: on the compute's own site (LAN) ``file``, ``root``,
-   ``davs``/``https``; across the WAN ``davs``/``https`` then ``root``; the anonymous
-   ``http`` last. Replicas that are not ``AVAILABLE``, storage that is not readable and
+   ``davs``/``https``; across the WAN ``davs``/``https`` then ``root``; plain ``http``
+   (which some lakes other than ESCAPE's may offer; the embedded lake does not) last.
+   Replicas that are not ``AVAILABLE``, storage that is not readable and
    ``file://`` paths of other sites are left out, each with its reason.
 
 Readers (:mod:`escape_portal.storage`) try the candidates in that order and move to the

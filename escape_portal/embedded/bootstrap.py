@@ -22,6 +22,7 @@ from typing import Any
 from escape_portal.embedded import tokens
 from escape_portal.embedded.layout import DEMO_ACCOUNT, DEMO_RESEARCHERS, LakePaths
 from escape_portal.embedded.sites import DEFAULT_COMPUTE_SITE, SITES, rucio_distance
+from escape_portal.embedded.xrootd import POSIX_COPY_RSES
 
 ISSUER = "root"
 EXPERIMENT_SCOPES = ("cta", "lofar", "km3net", "ska", "scale", "user.escape")
@@ -58,17 +59,15 @@ def build_schema(paths: LakePaths) -> bool:
 
 def build_topology(
     paths: LakePaths,
-    storage_port: int | None = None,
     xrootd_ports: Mapping[str, tuple[int, int]] | None = None,
 ) -> None:
     """Storage elements with attributes and protocols, distances, quotas and scopes.
 
-    ``storage_port`` is the port of the HTTP read access to the storage folders
-    (:mod:`escape_portal.embedded.storage_http`); every storage element gets an ``http``
-    protocol on it, updated when the port changes. ``xrootd_ports`` maps the storage
-    elements served by XRootD (:mod:`escape_portal.embedded.xrootd`) to their
-    ``(root, https)`` ports: they get ``root`` and ``davs`` protocols and the attributes
-    of token-based transfers, updated when the ports change.
+    ``xrootd_ports`` maps the storage elements served by XRootD
+    (:mod:`escape_portal.embedded.xrootd`) to their ``(root, https)`` ports: they get
+    ``root`` and ``davs`` protocols and the attributes of token-based transfers, updated
+    when the ports change. The anonymous ``http`` protocol earlier versions registered on
+    every storage element is deleted (lakes outlive code versions).
     """
     from rucio.common.exception import Duplicate, RSENotFound
     from rucio.gateway import account_limit, rse, scope
@@ -118,10 +117,12 @@ def build_topology(
             "escape_mount": str(folder) if site.name == DEFAULT_COMPUTE_SITE else "",
             "lfn2pfn_algorithm": "hash",
         }
-        if storage_port:
-            _ensure_http_protocol(site.rse, storage_port)
+        if site.rse in existing:
+            _drop_anonymous_http(site.rse)
         if xrootd_ports and site.rse in xrootd_ports:
-            _ensure_xrootd_protocols(site.rse, *xrootd_ports[site.rse])
+            _ensure_xrootd_protocols(
+                site.rse, *xrootd_ports[site.rse], posix_copies=site.rse in POSIX_COPY_RSES
+            )
             # What Rucio's conveyor reads to ask its provider for storage tokens (FTS):
             # tokens for davs when both ends say oidc_support, scopes relative to the base.
             attributes["oidc_support"] = "True"
@@ -180,36 +181,22 @@ def build_researchers(issuer: str) -> None:
             )
 
 
-def _ensure_http_protocol(name: str, port: int) -> None:
-    """Read-only ``http://127.0.0.1:PORT/<RSE>/`` access, second to ``file`` in priority."""
+def _drop_anonymous_http(name: str) -> None:
+    """Delete the anonymous ``http://127.0.0.1:PORT/<RSE>/`` protocol of earlier versions.
+
+    Their lake served every storage folder over plain HTTP without authorisation (a
+    stand-in production storage lacks); only that protocol goes, not an ``http`` one
+    registered otherwise.
+    """
     from rucio.gateway import rse
 
-    current = [
-        p for p in rse.get_rse_protocols(name, issuer=ISSUER)["protocols"] if p["scheme"] == "http"
-    ]
-    if current and current[0]["port"] == port:
-        return
-    if current:
-        rse.del_protocols(
-            name, "http", issuer=ISSUER, hostname="127.0.0.1", port=current[0]["port"]
-        )
-    rse.add_protocol(
-        name,
-        issuer=ISSUER,
-        data={
-            "scheme": "http",
-            "hostname": "127.0.0.1",
-            "port": port,
-            "prefix": f"/{name}/",
-            "impl": "rucio.rse.protocols.webdav.Default",
-            "domains": {"lan": {"read": 2}, "wan": {"read": 2}},
-        },
-    )
+    for p in rse.get_rse_protocols(name, issuer=ISSUER)["protocols"]:
+        if p["scheme"] == "http" and p["hostname"] == "127.0.0.1" and p["prefix"] == f"/{name}/":
+            rse.del_protocols(name, "http", issuer=ISSUER, hostname=p["hostname"], port=p["port"])
 
 
-#: Priorities of the XRootD protocols: after ``file`` (read in place on this machine) and
-#: the anonymous ``http`` for reads, so clients keep reading as before; davs first for
-#: third-party copies, as ESCAPE registers its sites.
+#: Priorities of the XRootD protocols: after ``file`` (read in place on this machine) for
+#: reads; davs first for third-party copies, as ESCAPE registers its sites.
 _GRID_DOMAINS: dict[str, dict[str, dict[str, int]]] = {
     "root": {
         "lan": {"read": 3, "write": 2, "delete": 2},
@@ -238,12 +225,26 @@ _GRID_IMPL = {
 }
 
 
-def _ensure_xrootd_protocols(name: str, root_port: int, https_port: int) -> None:
+def _read_write_only(domains: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """``domains`` without the third-party-copy operations (NULL: not offered for them)."""
+    return {
+        domain: {op: p for op, p in ops.items() if not op.startswith("third_party_copy")}
+        for domain, ops in domains.items()
+    }
+
+
+def _ensure_xrootd_protocols(
+    name: str, root_port: int, https_port: int, *, posix_copies: bool = False
+) -> None:
     """``root://localhost:ROOT//<RSE>/`` and ``davs://localhost:HTTPS/<RSE>/``.
 
     ``localhost`` is the name the host certificate holds; the ``file`` protocol's
     third-party-copy priority goes behind them (the POSIX transfertool asks for ``file``
-    by scheme, so it is unaffected).
+    by scheme, so it is unaffected). With ``posix_copies`` (the storage elements of
+    :data:`~escape_portal.embedded.xrootd.POSIX_COPY_RSES`) root and davs are offered
+    for reads, writes and deletions only: Rucio's matching of source and destination
+    protocols (``find_matching_scheme``) then finds ``file`` on both ends, and the
+    conveyor copies from and to it with the POSIX transfertool.
     """
     from rucio.gateway import rse
 
@@ -253,8 +254,16 @@ def _ensure_xrootd_protocols(name: str, root_port: int, https_port: int) -> None
         ("root", root_port, f"//{name}/"),
         ("davs", https_port, f"/{name}/"),
     ):
+        domains = _GRID_DOMAINS[scheme]
+        if posix_copies:
+            domains = _read_write_only(domains)
         current = [p for p in protocols if p["scheme"] == scheme]
-        if current and current[0]["port"] == port and current[0]["prefix"] == prefix:
+        if (
+            current
+            and current[0]["port"] == port
+            and current[0]["prefix"] == prefix
+            and _tpc(current[0]) == _tpc({"domains": domains})
+        ):
             continue
         for old in current:
             rse.del_protocols(
@@ -269,9 +278,11 @@ def _ensure_xrootd_protocols(name: str, root_port: int, https_port: int) -> None
                 "port": port,
                 "prefix": prefix,
                 "impl": _GRID_IMPL[scheme],
-                "domains": _GRID_DOMAINS[scheme],
+                "domains": domains,
             },
         )
+    if posix_copies:
+        return  # ``file`` keeps third-party-copy priority 1
     for p in protocols:
         if p["scheme"] == "file" and p["domains"]["wan"].get("third_party_copy_read") == 1:
             rse.update_protocols(
@@ -284,13 +295,22 @@ def _ensure_xrootd_protocols(name: str, root_port: int, https_port: int) -> None
             )
 
 
+def _tpc(protocol: Mapping[str, Any]) -> tuple[Any, Any]:
+    """A protocol's third-party-copy priorities (``None``/0: not offered)."""
+    wan = protocol["domains"].get("wan", {})
+    return (
+        wan.get("third_party_copy_read") or None,
+        wan.get("third_party_copy_write") or None,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``python -m escape_portal.embedded.bootstrap DATA_DIR [options]``."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
         print(
             "usage: python -m escape_portal.embedded.bootstrap DATA_DIR [--seed] "
-            "[--storage-port PORT] [--idp-issuer URL]",
+            "[--xrootd-ports JSON] [--idp-issuer URL]",
             file=sys.stderr,
         )
         return 2
@@ -300,14 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     report["schema_built"] = build_schema(paths)
 
-    storage_port = None
-    if "--storage-port" in args:
-        storage_port = int(args[args.index("--storage-port") + 1])
     xrootd_ports = None
     if "--xrootd-ports" in args:
         raw = json.loads(args[args.index("--xrootd-ports") + 1])
         xrootd_ports = {rse: (int(p[0]), int(p[1])) for rse, p in raw.items()}
-    build_topology(paths, storage_port, xrootd_ports)
+    build_topology(paths, xrootd_ports)
     if "--idp-issuer" in args:
         build_researchers(args[args.index("--idp-issuer") + 1])
     report["topology_s"] = round(time.monotonic() - started, 2)

@@ -66,6 +66,9 @@ def describe(env: Mapping[str, str]) -> list[LakeConfig] | None:
         broker_password=creds.password if creds else None,
         vo_url=state.get("vo_url"),
         source=str(state["data_dir"]),
+        # The storage's TLS (XRootD's https); its files need a token the operator's
+        # userpass session does not have, so it reads only the mounted storage.
+        ca_cert=state.get("ca_cert"),
     )
     if not state.get("idp_url"):  # a lake without its provider: the operator alone
         return [operator]
@@ -81,7 +84,6 @@ def describe(env: Mapping[str, str]) -> list[LakeConfig] | None:
         oidc_client_id=CLIENT_ID,
         oidc_client_secret=layout.DEMO_CLIENTS[CLIENT_ID],
         oidc_scope=layout.RESEARCHER_SCOPE,
-        ca_cert=state.get("ca_cert"),
     )
     return [researcher, operator]
 

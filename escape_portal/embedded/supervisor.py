@@ -231,15 +231,6 @@ PARTS: tuple[Component, ...] = (
         starting="starting memcached",
     ),
     Component(
-        "storage",
-        lambda run: _python(
-            "escape_portal.embedded.storage_http", run.paths.rse_root, run.ports["storage_port"]
-        ),
-        ("storage_port",),
-        _listening("storage_port"),
-        starting="serving the storage elements over HTTP",
-    ),
-    Component(
         "broker",
         _broker,
         ("broker_port",),
@@ -287,6 +278,10 @@ PARTS: tuple[Component, ...] = (
     ),
 )
 COMPONENTS = tuple(part.name for part in PARTS)
+#: Parts that earlier versions of the lake ran (``storage``: anonymous HTTP read access
+#: to the storage folders, gone since every storage element is served by XRootD with
+#: tokens): ``down`` still stops what an older version left running.
+RETIRED_COMPONENTS = ("storage",)
 #: The catalogue's own PostgreSQL, first of the parts of a lake that uses it.
 DATABASE_PART = Component(
     "database",
@@ -538,6 +533,21 @@ class EmbeddedLake:
         _write_json(self._ports_file(), ports)
         return ports
 
+    def storage_bytes_read(self, rse: str) -> int:
+        """Bytes the XRootD server of ``rse`` has served from its files, by its own log.
+
+        Over root:// and davs:// alike (:func:`escape_portal.embedded.xrootd.bytes_read`);
+        compare two readings.
+
+        Raises
+        ------
+        EmbeddedLakeError
+            If ``rse`` is not a storage element of this lake.
+        """
+        if rse not in xrootd.XROOTD_RSES:
+            raise EmbeddedLakeError(f"{rse} is not a storage element of this lake.")
+        return xrootd.bytes_read(self.paths, rse)
+
     @property
     def mount_path(self) -> Path:
         """The folder of the storage element mounted into the compute site."""
@@ -650,7 +660,8 @@ class EmbeddedLake:
             _stop_group(pid, timeout * (len(components) + 1), reap)
             running.append(SUPERVISOR)
         _CHILDREN.pop(pid or 0, None)
-        for component in reversed(components):  # what a dead supervisor left
+        # What a dead supervisor (or an older version of the lake) left.
+        for component in (*reversed(components), *RETIRED_COMPONENTS):
             part_pid = self._pid(component)
             if part_pid and (_alive(part_pid) or _group_alive(part_pid)):
                 _stop_group(part_pid, timeout)
@@ -797,8 +808,6 @@ class Supervisor:
         argv = _python(
             "escape_portal.embedded.bootstrap",
             self.paths.root,
-            "--storage-port",
-            self.run.ports["storage_port"],
             "--xrootd-ports",
             json.dumps(
                 {
@@ -866,6 +875,12 @@ class Supervisor:
         daemons (``after_bootstrap``) after.
         """
         parts = self.lake.parts
+        for retired in RETIRED_COMPONENTS:  # left running by an older version of the lake
+            pid = self.lake._pid(retired)
+            if pid and (_alive(pid) or _group_alive(pid)):
+                log.info("progress: stopping %s, a part this version no longer runs", retired)
+                _stop_group(pid, 15.0)
+            self.lake._pid_file(retired).unlink(missing_ok=True)
         started = self._spawn_all([p for p in parts if not p.needs_catalogue])
         for child in started:
             self._wait_ready(child)

@@ -11,6 +11,10 @@ element listed in :data:`XROOTD_RSES` runs one ``xrootd`` process (Debian's
 - ``https://localhost:HTTPS_PORT/<RSE>/...``: HTTP/WebDAV over TLS (XrdHttp): ranged
   GET, PUT, PROPFIND, MKCOL, DELETE, ``Want-Digest: adler32``, third-party copy (pull).
 
+There is no other way in: no anonymous protocol serves the storage folders. What each
+server reads from its files is in its log (``ofs.trace read``), summed by
+:func:`bytes_read`.
+
 TLS comes from the lake's PKI (:mod:`escape_portal.embedded.pki`); tokens are checked by
 the SciTokens plugin against the lake's issuer (:mod:`escape_portal.embedded.tokens`),
 with the storage element's audience (:func:`escape_portal.embedded.tokens.storage_audience`)
@@ -42,6 +46,7 @@ import fcntl
 import json
 import os
 import pwd
+import re
 import shutil
 import socket
 import sqlite3
@@ -59,9 +64,14 @@ from escape_portal.embedded.layout import LakePaths
 from escape_portal.embedded.pki import LakePKI, ensure_pki
 from escape_portal.embedded.tokens import signing_key, storage_audience
 
-#: Storage elements served by XRootD. INFN-NA-DISK (the 110,000-file scale datasets)
-#: stays a POSIX folder: an ACL walk over its tree at each start is not worth it.
-XROOTD_RSES = ("CERN-DISK", "DESY-DISK", "PIC-DISK", "LAPP-DISK")
+#: Storage elements served by XRootD: all of them. INFN-NA-DISK holds the 110,000-file
+#: scale datasets; its third-party copies stay ``file://`` (see
+#: :data:`POSIX_COPY_RSES`), and its tree gets its ACLs walked once, not at each start.
+XROOTD_RSES = ("CERN-DISK", "DESY-DISK", "PIC-DISK", "LAPP-DISK", "INFN-NA-DISK")
+#: Storage elements whose third-party copies (from and to them) stay ``file://`` with the
+#: POSIX transfertool: a gfal2 davs copy costs ~0.7 s a file, too much for the scale
+#: datasets' 10,000-file copies. Their ``root``/``davs`` serve reads and writes only.
+POSIX_COPY_RSES = ("INFN-NA-DISK",)
 XROOTD_USER = "xrootd"
 XROOTD_BINARY = "/usr/bin/xrootd"
 START_TIMEOUT = 30.0
@@ -154,7 +164,7 @@ def _setfacl(*args: str) -> None:
             "storage folders with it (Debian: apt-get install acl, or run scripts/setup.sh)."
         )
     result = subprocess.run(
-        [setfacl, *args], capture_output=True, text=True, timeout=120, check=False
+        [setfacl, *args], capture_output=True, text=True, timeout=900, check=False
     )
     if result.returncode != 0:
         raise XRootDError(
@@ -301,6 +311,10 @@ http.header2cgi Authorization authz
 
 xrootd.chksum adler32
 
+# Each read, with its length and offset, in the log: the storage's account of what it
+# served (bytes_read sums it).
+ofs.trace read
+
 # Third-party copy: root:// (xrdcp --server pulls) and davs:// (HTTP-TPC, pull).
 ofs.tpc autorm echo pgm /usr/bin/xrdcp --server
 http.exthandler xrdtpc libXrdHttpTPC.so
@@ -395,6 +409,49 @@ def ready(endpoint: XRootDEndpoint, ca_bundle: Path) -> bool:
     except (OSError, requests.RequestException):
         return False
     return response.status_code in (200, 401, 403, 404)
+
+
+#: A read in the server's log (``ofs.trace read``): ``ofs_read: LENGTH@OFFSET fn=PATH``.
+_READ = re.compile(r" ofs_read: (\d+)@(\d+) fn=(\S+)")
+
+
+def bytes_read(paths: LakePaths, rse: str) -> int:
+    """Bytes the XRootD server of ``rse`` has served from its files, by its own log.
+
+    Every read reaches XRootD's file system layer, whatever the protocol (root://,
+    davs:// GETs through XrdHttp, the source side of third-party copies), and
+    ``ofs.trace read`` logs it as ``ofs_read: LENGTH@OFFSET fn=PATH`` as it happens. A
+    read asks for ``LENGTH`` bytes; past the end of the file it gets fewer, so each is
+    counted up to the file's current size (the asked length if the file is gone). The
+    count covers the server's log since the lake's data directory was made: compare
+    two readings.
+
+    Parameters
+    ----------
+    paths
+        The lake's layout (its log is ``logs/xrootd-<RSE>.log``).
+    rse
+        The storage element.
+    """
+    log = paths.logs / f"{component(rse)}.log"
+    if not log.exists():
+        return 0
+    sizes: dict[str, int | None] = {}
+    total = 0
+    with log.open("r", errors="replace") as lines:
+        for line in lines:
+            match = _READ.search(line)
+            if match is None:
+                continue
+            length, offset, name = int(match.group(1)), int(match.group(2)), match.group(3)
+            if name not in sizes:
+                try:
+                    sizes[name] = (paths.rse_root / name.lstrip("/")).stat().st_size
+                except OSError:
+                    sizes[name] = None
+            size = sizes[name]
+            total += length if size is None else max(0, min(length, size - offset))
+    return total
 
 
 def wait_ready(

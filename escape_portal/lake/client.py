@@ -476,8 +476,10 @@ class Lake:
         """Which lake files these URLs are replicas of: ``url -> (file DID, RSE)``.
 
         A URL matches a storage element when it has the scheme, host, port and path
-        prefix of one of its protocols; the DID is read back from the deterministic path
-        (Rucio's ``hash`` and ``identity`` conventions) and then confirmed against the
+        prefix of one of its protocols (``https://`` matching ``davs``, the same
+        WebDAV-over-TLS resource, as DataLink and ObsCore publish it); the DID is read
+        back from the deterministic path (Rucio's ``hash`` and ``identity`` conventions)
+        and then confirmed against the
         catalogue: only URLs that Rucio itself lists as a replica of that DID are returned.
         (Rucio's own ``get_did_from_pfns`` only understands SRM-style protocols.)
         """
@@ -749,13 +751,19 @@ class Lake:
         )
 
 
+#: URL schemes that name the same resource: ``davs`` is Rucio's name of WebDAV over TLS,
+#: which web clients (DataLink, ObsCore access URLs) spell ``https``.
+_SAME_SCHEME = {"davs": "https"}
+
+
 def _normal_url(url: str) -> str:
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     if host == "127.0.0.1":
         host = "localhost"
     path = unquote(parts.path).replace("//", "/")
-    return f"{parts.scheme}://{host}:{parts.port or ''}{path}"
+    scheme = _SAME_SCHEME.get(parts.scheme, parts.scheme)
+    return f"{scheme}://{host}:{parts.port or ''}{path}"
 
 
 def _did_from_url(url: str, protocols: dict[str, list[dict[str, Any]]]) -> tuple[DID, str] | None:
@@ -764,9 +772,11 @@ def _did_from_url(url: str, protocols: dict[str, list[dict[str, Any]]]) -> tuple
     host = (parts.hostname or "").lower()
     path = unquote(parts.path)
     loopback = {"localhost", "127.0.0.1"}
+    scheme = _SAME_SCHEME.get(parts.scheme, parts.scheme)
     for rse, protos in protocols.items():
         for proto in protos:
-            if proto.get("scheme") != parts.scheme:
+            proto_scheme = str(proto.get("scheme") or "")
+            if _SAME_SCHEME.get(proto_scheme, proto_scheme) != scheme:
                 continue
             proto_host = str(proto.get("hostname") or "").lower()
             if proto_host != host and not (proto_host in loopback and host in loopback):

@@ -120,6 +120,11 @@ class FileInfo(Record):
         return DID(self.scope, self.name)
 
 
+def web_url(url: str) -> str:
+    """``url`` with ``davs://`` spelled ``https://`` (the same resource); others unchanged."""
+    return "https" + url[len("davs") :] if url.startswith("davs://") else url
+
+
 @dataclass(frozen=True)
 class FileReplicas(Record):
     """The replicas of one file: storage element -> state (AVAILABLE, COPYING, ...)."""
@@ -139,12 +144,17 @@ class FileReplicas(Record):
                 return Path(parsed.path)
         return None
 
-    def url(self, rse: str, schemes: tuple[str, ...] = ("https", "http")) -> str | None:
-        """A URL of the replica at ``rse`` in the first of ``schemes`` it offers."""
+    def url(self, rse: str, schemes: tuple[str, ...] = ("https", "davs", "http")) -> str | None:
+        """A URL of the replica at ``rse`` in the first of ``schemes`` it offers.
+
+        ``davs://`` URLs (WebDAV over TLS, as Rucio names it) are given as ``https://``,
+        the same URL as web clients (DataLink, ObsCore, browsers) spell it; the storage
+        still wants its token (:meth:`escape_portal.lake.Lake.storage_token`).
+        """
         for scheme in schemes:
             for pfn in self.pfns.get(rse, []):
                 if urlparse(pfn).scheme == scheme:
-                    return pfn
+                    return web_url(pfn)
         return None
 
 

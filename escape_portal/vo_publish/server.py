@@ -11,7 +11,9 @@ lake starts it. Binds 127.0.0.1 unless told otherwise. Endpoints (paths are a co
 - ``/sia2/query`` — SIA 2.0; ``/scs/query`` — Simple Cone Search 1.03 (each with VOSI
   ``availability`` and ``capabilities``);
 - ``/datalink/links?ID=...`` — DataLink 1.1: one ``#this`` row per replica, nearest first
-  from ``SITE`` (default: the instance's compute site);
+  from ``SITE`` (default: the instance's compute site), with its ``https://`` URL (a
+  ``davs`` replica spelled as web clients want it; the storage asks for a token, and
+  :meth:`escape_portal.lake.Lake.dids_from_urls` maps it back to the file);
 - ``/resolve?name=...`` — the positions of the targets the lake knows, as JSON.
 
 The ObsCore records are read from Rucio (through :class:`escape_portal.lake.Lake`, with
@@ -299,10 +301,10 @@ class VOService:
             return [_error_row(ident, f"NotFoundFault: {did} is not in the lake")]
         topology = self.topology(site) if site else None
         options = []
-        for rse, pfns in replicas.pfns.items():
+        for rse in replicas.pfns:
             if replicas.states.get(rse) != "AVAILABLE":
                 continue
-            url = next((p for p in pfns if p.startswith(("https://", "http://"))), None)
+            url = replicas.url(rse)  # https (davs spelled as web clients want it), else http
             if url is None:
                 continue
             link = topology.link(sites.get(rse), site) if topology is not None else None

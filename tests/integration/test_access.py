@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from escape_portal.access import Access, Cache, NotAvailableHere
+from escape_portal.config import LakeConfig
 from escape_portal.embedded.supervisor import EmbeddedLake
 from escape_portal.errors import LakeError
 from escape_portal.integrity import adler32_of
@@ -16,8 +17,9 @@ pytestmark = pytest.mark.lake
 
 
 @pytest.fixture()
-def access(lake: Lake, tmp_path: Path) -> Access:
-    return Access(lake, Cache(tmp_path / "cache", limit_bytes=10 * 2**20))
+def access(alice_config: LakeConfig, tmp_path: Path) -> Access:
+    """As researcher alice: storage tokens for the replicas not on the mounted storage."""
+    return Access(Lake(alice_config), Cache(tmp_path / "cache", limit_bytes=10 * 2**20))
 
 
 def test_mounted_replica_is_read_in_place(access: Access, embedded_lake: EmbeddedLake) -> None:
@@ -142,3 +144,15 @@ def test_a_mount_without_file_urls_is_read_in_place(
     assert located.path.is_relative_to(mount) and located.path.stat().st_size == rep.bytes
     elsewhere = Access(lake, Cache(tmp_path), mounted_rse=rse, mount_path=tmp_path / "empty")
     assert elsewhere._locate(next(iter(lake.files(file))), remote_only).way == "download"
+
+
+def test_without_a_storage_token_no_remote_replica_is_read(
+    lake: Lake, fresh_dataset: DID, tmp_path: Path
+) -> None:
+    """The operator's userpass session has no storage token; the storage lets nothing out."""
+    access = Access(lake, Cache(tmp_path / "cache"))
+    first = next(iter(lake.files(fresh_dataset)))
+    with pytest.raises(LakeError) as err:
+        access.path(DID(first.scope, first.name))
+    assert "403" in str(err.value) or "401" in str(err.value) or "token" in str(err.value).lower()
+    assert not [p for p in access.cache.root.rglob("*") if p.is_file()]

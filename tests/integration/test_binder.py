@@ -268,7 +268,7 @@ def test_start_runs_the_session_against_the_seeded_lake(seeded: Checkout) -> Non
     assert set(pids) == set(COMPONENTS) and all(alive(p) for p in pids.values())
     # Side by side with the shared test lake: other ports and processes, which still run.
     if shared_before is not None:
-        ports = ("server_port", "memcached_port", "storage_port", "broker_port", "vo_port")
+        ports = ("server_port", "memcached_port", "idp_port", "broker_port", "vo_port")
         assert not {state[p] for p in ports} & {shared_before[p] for p in ports}
         assert not set(pids.values()) & set(shared_before["pids"].values())
         shared_after = shared_lake_state() or {}

@@ -176,3 +176,34 @@ def test_rule_between_xrootd_storage_copies_over_davs(
         assert path is not None and path.exists()
         if os.geteuid() == 0:  # written by the xrootd user, i.e. through XRootD
             assert path.stat().st_uid == pwd.getpwnam("xrootd").pw_uid
+
+
+def test_copies_from_and_to_infn_na_disk_stay_posix(lake: Lake, fresh_dataset: DID) -> None:
+    """INFN-NA-DISK is served by XRootD, but its third-party copies match ``file`` only."""
+    from rucio.rse import rsemanager
+
+    from escape_portal.events import wait_for
+
+    def settings(rse: str) -> dict[str, Any]:
+        return {"protocols": lake.client.get_protocols(rse)}
+
+    schemes = {p["scheme"] for p in lake.client.get_protocols("INFN-NA-DISK")}
+    assert schemes == {"file", "root", "davs"}  # served by XRootD, no anonymous http
+    for src, dst in (("INFN-NA-DISK", "CERN-DISK"), ("PIC-DISK", "INFN-NA-DISK")):
+        match = rsemanager.find_matching_scheme(
+            settings(dst), settings(src), "third_party_copy_read", "third_party_copy_write"
+        )
+        assert match[:2] == ("file", "file"), (src, dst, match)
+    assert rsemanager.find_matching_scheme(
+        settings("DESY-DISK"), settings("PIC-DISK"), "third_party_copy_read",
+        "third_party_copy_write",
+    )[:2] == ("davs", "davs")  # fmt: skip
+
+    rule, _ = lake.add_rule(fresh_dataset, "INFN-NA-DISK", lifetime=600)
+    progress = wait_for(lake, rule.id, timeout=180, first_interval=0.5, max_interval=2)
+    assert progress.state == "available", progress
+    for rep in lake.file_replicas(DID(f.scope, f.name) for f in lake.files(fresh_dataset)):
+        path = rep.local_path("INFN-NA-DISK")
+        assert path is not None and path.exists()
+        if os.geteuid() == 0:  # written in place by the POSIX transfertool, not by xrootd
+            assert path.stat().st_uid == 0

@@ -25,7 +25,6 @@ import pytest
 
 from escape_portal.access import Access, Cache
 from escape_portal.config import LakeConfig
-from escape_portal.embedded.storage_http import bytes_served
 from escape_portal.embedded.supervisor import EmbeddedLake
 from escape_portal.errors import LakeError
 from escape_portal.lake import DID, Lake
@@ -129,13 +128,17 @@ def _fs(config: LakeConfig, tmp_path: Path, **options: Any) -> RucioFileSystem:
 
 
 @pytest.fixture()
-def anonymous_http(embedded_lake: EmbeddedLake) -> Iterator[None]:
-    """Asserts the anonymous HTTP storage (a demo convenience) served nothing meanwhile."""
-    log = embedded_lake.paths.logs / "storage.log"
-    before = bytes_served(log)
+def through_xrootd(embedded_lake: EmbeddedLake) -> Iterator[None]:
+    """Asserts the bytes were read from the storage elements' XRootD servers meanwhile.
+
+    By the servers' own accounting (their summary statistics): with nothing mounted and
+    no ``file://`` path usable at INFN-NA, a read that did not go through them is a bug.
+    """
+    before = {rse: embedded_lake.storage_bytes_read(rse) for rse in RSES}
     yield
-    time.sleep(0.2)
-    assert bytes_served(log) == before, "bytes went over the anonymous http protocol"
+    after = {rse: embedded_lake.storage_bytes_read(rse) for rse in RSES}
+    sent = sum(after[rse] - before[rse] for rse in RSES)
+    assert sent > 64 * 1024, f"only {sent} bytes left the XRootD servers of {RSES}"
 
 
 def test_the_entry_point_is_declared() -> None:
@@ -162,7 +165,7 @@ def test_ls_info_and_where(alice: LakeConfig, sample: Sample, tmp_path: Path) ->
     assert {s["rse"] for s in sources} == set(RSES)
     assert sources[0]["scheme"] == "davs"  # across the WAN: davs first, then root
     first = [s["scheme"] for s in sources if s["rse"] == sources[0]["rse"]]
-    assert first.index("davs") < first.index("root") < first.index("http")
+    assert first.index("davs") < first.index("root") and "http" not in first  # no anonymous http
     assert all("WAN" in s["reason"] for s in sources)
     assert any("file://" in s["reason"] for s in where["skipped"])
     assert sources[0]["rse"] in where["explanation"]
@@ -176,7 +179,7 @@ def test_ls_info_and_where(alice: LakeConfig, sample: Sample, tmp_path: Path) ->
 
 @pytest.mark.parametrize("protocol", ["root", "davs"])
 def test_open_stream_and_download(
-    alice: LakeConfig, sample: Sample, tmp_path: Path, protocol: str, anonymous_http: None
+    alice: LakeConfig, sample: Sample, tmp_path: Path, protocol: str, through_xrootd: None
 ) -> None:
     from astropy.io import fits
 
@@ -203,7 +206,7 @@ def test_open_stream_and_download(
 
 
 def test_libraries_take_rucio_urls(
-    alice: LakeConfig, sample: Sample, tmp_path: Path, anonymous_http: None
+    alice: LakeConfig, sample: Sample, tmp_path: Path, through_xrootd: None
 ) -> None:
     import dask.dataframe as dd
     import pandas as pd
@@ -347,7 +350,7 @@ def test_a_wrong_audience_token_is_refused_in_plain_words(
 
 
 def test_access_downloads_a_dataset_in_parallel(
-    alice: LakeConfig, sample: Sample, tmp_path: Path, anonymous_http: None
+    alice: LakeConfig, sample: Sample, tmp_path: Path, through_xrootd: None
 ) -> None:
     access = Access(Lake(alice), Cache(tmp_path / "cache"), compute_site=COMPUTE, workers=3)
     located = access.locate(sample.dataset)

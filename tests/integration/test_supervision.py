@@ -125,7 +125,8 @@ def test_killed_part_restarts_on_its_port_and_the_rule_completes(
 
 def test_down_and_up_keep_every_port(own_lake: EmbeddedLake) -> None:
     before = own_lake.saved_ports()
-    assert set(before) >= {"server_port", "memcached_port", "storage_port", "vo_port"}
+    assert set(before) >= {"server_port", "memcached_port", "vo_port", "xrootd_INFN-NA-DISK_https"}
+    assert "storage_port" not in before  # no anonymous http storage any more
     pids = [c.pid for c in own_lake.status().components if c.pid]
     stopped = own_lake.down()
     assert set(stopped) == {*COMPONENTS, SUPERVISOR}

@@ -114,7 +114,9 @@ def test_tap_overflow_and_errors(vo_url: str) -> None:
     assert response.status_code == 400 and 'value="ERROR"' in response.text
 
 
-def test_datalink_this_downloads_the_file(vo_url: str, lake_config: LakeConfig) -> None:
+def test_datalink_this_downloads_the_file(
+    vo_url: str, lake_config: LakeConfig, researcher_config: LakeConfig
+) -> None:
     import pyvo
 
     tap = pyvo.dal.TAPService(f"{vo_url}/tap")
@@ -124,15 +126,26 @@ def test_datalink_this_downloads_the_file(vo_url: str, lake_config: LakeConfig) 
     ).to_table()[0]
     links = pyvo.dal.DALResults.from_result_url(str(row["access_url"])).to_table()
     this = [r for r in links if r["semantics"] == "#this"]
-    assert this and all(str(r["access_url"]).startswith("http://127.0.0.1:") for r in this)
+    # The storage's davs replicas, spelled https: no anonymous http any more.
+    assert this and all(str(r["access_url"]).startswith("https://localhost:") for r in this)
     distances = [float(r["distance_km"]) for r in this]
     assert distances == sorted(distances)
     assert this[0]["site"] == lake_config.compute_site  # its home, CERN, is nearest
-    data = requests.get(str(this[0]["access_url"]), timeout=30).content
-    from escape_portal.lake import Lake
+    from urllib.parse import urlsplit
 
-    replica = next(iter(Lake(lake_config).file_replicas([str(row["lake_did"])])))
-    assert f"{zlib.adler32(data) & 0xFFFFFFFF:08x}" == replica.adler32
+    from escape_portal.lake import DID, Lake
+
+    url, rse = str(this[0]["access_url"]), str(this[0]["rse"])
+    ca = str(researcher_config.ca_cert)
+    assert requests.get(url, verify=ca, timeout=30).status_code in (401, 403)  # needs a token
+    alice = Lake(researcher_config)
+    token = alice.storage_token(rse, urlsplit(url).path)
+    data = requests.get(url, headers={"Authorization": f"Bearer {token}"}, verify=ca, timeout=30)
+    assert data.status_code == 200
+    replica = next(iter(alice.file_replicas([str(row["lake_did"])])))
+    assert f"{zlib.adler32(data.content) & 0xFFFFFFFF:08x}" == replica.adler32
+    # The portal maps the published URL back to the lake file.
+    assert alice.dids_from_urls([url]) == {url: (DID.parse(str(row["lake_did"])), rse)}
     from_pic = requests.get(
         f"{vo_url}/datalink/links", params={"ID": this[0]["ID"], "SITE": "PIC"}, timeout=30
     ).text
