@@ -288,7 +288,7 @@ all.role server
 all.sitename {rse}
 all.export {endpoint.base_path}/
 oss.localroot {paths.rse_root}
-all.adminpath {run}
+all.adminpath {run.parent}
 all.pidpath {run}
 xrd.port {endpoint.root_port}
 xrd.protocol XrdHttp:{endpoint.https_port} libXrdHttp.so

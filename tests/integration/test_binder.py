@@ -261,7 +261,8 @@ def test_start_runs_the_session_against_the_seeded_lake(seeded: Checkout) -> Non
     assert seen["lake_dir"] == str(seeded.lake_dir)  # binder/start's default, exported
     state = json.loads((seeded.lake_dir / "run" / "state.json").read_text())
     assert seen["rucio_host"] == state["rucio_host"]
-    assert "on embedded (" + str(state["rucio_host"]) + ")" in result.stdout  # the tour cell
+    # The tour cell: the default instance, researcher alice over OIDC.
+    assert "on embedded-alice (" + str(state["rucio_host"]) + ")" in result.stdout
     assert {"cta", "lofar", "km3net", "ska"} <= set(seen["scopes"])
     assert seen["crab_target"] == "Crab"
     pids = lake_pids(seeded.lake_dir)

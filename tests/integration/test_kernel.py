@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from escape_portal.access import Access, Cache, NotAvailableHere
+from escape_portal.config import LakeConfig
 from escape_portal.kernel import Attached, Attachments, Unavailable, variable_name
 from escape_portal.lake import DID, Lake
 
@@ -68,7 +69,9 @@ def test_remote_data_waits_for_its_rule_then_rebinds(
         kernel.close()
 
 
-def test_fetch_downloads_what_is_only_remote(lake: Lake, tmp_path: Path) -> None:
+def test_fetch_downloads_what_is_only_remote(alice_config: LakeConfig, tmp_path: Path) -> None:
+    """As researcher alice: remote replicas need a storage token (the operator has none)."""
+    lake = Lake(alice_config)
     namespace: dict[str, Any] = {}
     kernel = Attachments(lake, access=Access(lake, Cache(tmp_path)), namespace=namespace)
     mounted = lake.config.mounted_rse

@@ -210,6 +210,10 @@ async def test_make_available_and_progress_until_available(
 async def test_download_gives_verified_local_paths(
     jp_fetch: Fetch, fresh_dataset: DID, tmp_path: Path
 ) -> None:
+    # As researcher alice (the lake's default): the files are at PIC-DISK only, whose
+    # storage serves nothing without a storage token, which the operator does not have.
+    status, body = await post_json(jp_fetch, "instances/active", {"name": "embedded-alice"})
+    assert status == 200 and body["active"] == "embedded-alice", body
     status, body = await post_json(jp_fetch, "download", {"did": str(fresh_dataset)})
     assert status == 200, body
     assert len(body["files"]) == 3

@@ -152,7 +152,7 @@ def test_make_available_wait_says_one_line_while_the_server_is_down(
     own_lake: EmbeddedLake, own_config: LakeConfig, tmp_path: Path
 ) -> None:
     lake = Lake(own_config)
-    did = fresh_dataset(lake, prefix="cli-wait", files=100)  # copies for a while
+    did = fresh_dataset(lake, prefix="cli-wait", files=40)  # copies for a while (~15-30 s)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RUCIO_", "ESCAPE_PORTAL_"))}
     env["ESCAPE_PORTAL_LAKE_DIR"] = str(own_lake.paths.root)
     env["ESCAPE_PORTAL_CONFIG"] = str(tmp_path / "no-instances.toml")
