@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
@@ -74,3 +75,29 @@ def fresh_dataset(
             data = data[:-16] + b"CORRUPTED BYTES!"  # same size, other content
         path.write_bytes(data)
     return dataset
+
+
+def place_file(lake: Lake, did: DID, data: bytes, rses: tuple[str, ...]) -> dict[str, Path]:
+    """Register file ``did`` at each of ``rses`` and write its bytes there in place.
+
+    As an upload leaves a file: replicas with its true size and adler32, the bytes at each
+    storage element's path for it. Returns those paths, by storage element.
+    """
+    row = {
+        "scope": did.scope,
+        "name": did.name,
+        "bytes": len(data),
+        "adler32": f"{zlib.adler32(data) & 0xFFFFFFFF:08x}",
+    }
+    for rse in rses:
+        lake.client.add_replicas(rse, [row])
+    rep = next(iter(lake.file_replicas([did])))
+    paths = {}
+    for rse in rses:
+        path = rep.local_path(rse)
+        if path is None:
+            raise RuntimeError(f"{rse} gives {did} no local path")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        paths[rse] = path
+    return paths

@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import io
 import time
-import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +24,7 @@ from astropy.table import Table
 
 from escape_portal import analysis
 from escape_portal.config import LakeConfig
+from escape_portal.embedded.fresh import place_file
 from escape_portal.errors import InvalidRequest
 from escape_portal.lake import DID, Lake
 
@@ -54,33 +54,15 @@ def _events(energies: list[float]) -> bytes:
     return out.getvalue()
 
 
-def _add(lake: Lake, did: DID, data: bytes, rses: tuple[str, ...], new: bool = True) -> None:
-    """Register ``did`` at ``rses`` (replicas, as an upload leaves them), bytes in place."""
-    row = {
-        "scope": did.scope,
-        "name": did.name,
-        "bytes": len(data),
-        "adler32": f"{zlib.adler32(data) & 0xFFFFFFFF:08x}",
-    }
-    for rse in rses:
-        lake.client.add_replicas(rse, [row])
-    rep = next(iter(lake.file_replicas([did])))
-    for rse in rses:
-        path = rep.local_path(rse)
-        assert path is not None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-
-
 @pytest.fixture()
 def spread(fresh_dataset: DID, operator_lake: Lake) -> DID:
     """The fresh dataset with replicas at PIC, PIC+DESY, DESY only and LAPP only."""
     names = sorted(f.name for f in operator_lake.files(fresh_dataset))
-    _add(operator_lake, DID(fresh_dataset.scope, names[1]), _image(1), ("DESY-DISK",))
+    place_file(operator_lake, DID(fresh_dataset.scope, names[1]), _image(1), ("DESY-DISK",))
     extra = []
     for value, rse in ((10, "DESY-DISK"), (20, "LAPP-DISK")):
         did = DID(fresh_dataset.scope, f"{fresh_dataset.name}.only-{rse}.fits")
-        _add(operator_lake, did, _image(value), (rse,))
+        place_file(operator_lake, did, _image(value), (rse,))
         extra.append(did.as_rucio())
     operator_lake.client.attach_dids(fresh_dataset.scope, fresh_dataset.name, extra)
     return fresh_dataset
@@ -257,7 +239,7 @@ def test_table_frame_of_event_lists(operator_lake: Lake, alice: Lake) -> None:
     dids = []
     for rse, values in energies.items():
         did = DID(dataset.scope, f"dask-events-{stamp}.{rse}.fits")
-        _add(operator_lake, did, _events(values), (rse,))
+        place_file(operator_lake, did, _events(values), (rse,))
         dids.append(did.as_rucio())
     operator_lake.client.attach_dids(dataset.scope, dataset.name, dids)
 

@@ -25,6 +25,7 @@ import pytest
 
 from escape_portal.access import Access, Cache
 from escape_portal.config import LakeConfig
+from escape_portal.embedded.fresh import place_file
 from escape_portal.embedded.supervisor import EmbeddedLake
 from escape_portal.errors import LakeError
 from escape_portal.lake import DID, Lake
@@ -55,27 +56,6 @@ def _netcdf() -> bytes:
 
     ds = xr.Dataset({"flux": (("t",), np.linspace(0.0, 1.0, 50))}, coords={"t": np.arange(50)})
     return bytes(ds.to_netcdf(engine="h5netcdf"))
-
-
-def _register(lake: Lake, did: DID, data: bytes, rses: tuple[str, ...]) -> dict[str, Path]:
-    """``did`` at each of ``rses``, its bytes written in place (as an upload leaves them)."""
-    row = {
-        "scope": did.scope,
-        "name": did.name,
-        "bytes": len(data),
-        "adler32": f"{zlib.adler32(data) & 0xFFFFFFFF:08x}",
-    }
-    paths = {}
-    for rse in rses:
-        lake.client.add_replicas(rse, [row])
-    rep = next(iter(lake.file_replicas([did])))
-    for rse in rses:
-        path = rep.local_path(rse)
-        assert path is not None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        paths[rse] = path
-    return paths
 
 
 @dataclasses.dataclass
@@ -111,7 +91,7 @@ def sample(lake_config: LakeConfig) -> Sample:
     files = {}
     for key, (name, data) in contents.items():
         did = DID(dataset.scope, name)
-        files[key] = (did, data, _register(lake, did, data, RSES))
+        files[key] = (did, data, place_file(lake, did, data, RSES))
     lake.client.attach_dids(dataset.scope, dataset.name, [files[k][0].as_rucio() for k in files])
     return Sample(dataset, files)
 
