@@ -35,7 +35,7 @@ from urllib.parse import quote
 import requests
 
 from escape_portal.errors import AuthenticationFailed, LakeError
-from escape_portal.integrity import write_blocks_verified
+from escape_portal.integrity import write_blocks_verified, write_ranges_verified
 from escape_portal.lake import Lake
 from escape_portal.replicas import Choice, NotAvailableHere, Source
 
@@ -82,6 +82,9 @@ class Reader:
     """One replica, opened for reading."""
 
     size: int | None = None
+    #: Whether :meth:`read_range` may be called from several threads at once (a whole-file
+    #: download then reads, checks and writes several ranges in parallel).
+    parallel_ranges = False
 
     def read_range(self, start: int, end: int) -> bytes:
         """Bytes ``start`` to ``end`` (exclusive)."""
@@ -263,6 +266,8 @@ def x509_cert_dir(ca_cert: str | None) -> None:
 
 class RootReader(Reader):
     """A replica over ``root://`` with XRootD's client (token in the ``authz`` CGI)."""
+
+    parallel_ranges = True
 
     def stream(self, chunk: int = CHUNK) -> Iterator[bytes]:  # noqa: D102
         return self.prefetched(chunk)
@@ -447,12 +452,26 @@ def download(
             return source
 
     def write(source: Source, reader: Reader) -> None:
+        label = f"{file.did} from {source.rse or 'the cache'}"
+        if reader.parallel_ranges and reader.size is not None:
+            write_ranges_verified(
+                reader.read_range,
+                reader.size,
+                destination,
+                expected_bytes=file.bytes,
+                expected_adler32=file.adler32,
+                label=label,
+                on_bytes=on_bytes,
+                block=CHUNK,
+                in_flight=PREFETCH,
+            )
+            return
         write_blocks_verified(
             reader.stream(),
             destination,
             expected_bytes=file.bytes,
             expected_adler32=file.adler32,
-            label=f"{file.did} from {source.rse or 'the cache'}",
+            label=label,
             on_bytes=on_bytes,
         )
 
