@@ -1,11 +1,13 @@
-"""Rucio's daemons for the embedded lake, in one process.
+"""Rucio's daemons for the embedded lake, in two processes.
 
 Runs Rucio's own judge (evaluator, injector, repairer, cleaner), conveyor (submitter,
 poller, finisher), reaper, undertaker, abacus (collection replicas, account and storage
 usage) and, when a broker is configured, hermes (notifications) loops as threads, and
 registers the transfertools with the conveyor: ``gfal`` (davs between the XRootD storage
 elements, :mod:`escape_portal.embedded.grid_transfertool`, with its own poller) and
-``posix`` (``file://``).
+``posix`` (``file://``). The conveyor runs in a process of its own (``--group
+conveyor``), the rest in another (``--group core``): during a large make-available both
+are busy, and one Python process uses one core at most.
 
 An idle lake should cost almost nothing, yet a rule should go REPLICATING -> OK within
 seconds of a request. So the daemons a researcher waits for sleep ``IDLE`` seconds
@@ -16,18 +18,23 @@ update: one indexed ``LIMIT 1`` query per table); while there is, it wakes them 
 both pollers, posix and gfal, share the poller module's event).
 The judge-cleaner and the reaper (expired rules, deletion) sleep ``EXPIRY`` seconds,
 other housekeeping daemons ``SLOW``.
-Started by the supervisor as ``python -m escape_portal.embedded.daemons`` with
-``RUCIO_CONFIG`` set; stops on SIGTERM/SIGINT.
+While transfers are queued, abacus's collection-replica counters are brought up to date
+every ``COUNTERS_WHILE_BUSY`` seconds rather than at every wake: each pass rewrites the
+dataset's counters, which are read only once the copies end.
+Started by the supervisor as ``python -m escape_portal.embedded.daemons --group GROUP``
+with ``RUCIO_CONFIG`` set; stops on SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -41,6 +48,11 @@ SLOW = 120
 #: Seconds between loops of the judge-cleaner and the reaper: an expired rule is gone,
 #: and its replicas deleted, within a minute or so.
 EXPIRY = 30
+#: Seconds between two passes of abacus's collection-replica counters while woken.
+COUNTERS_WHILE_BUSY = 10.0
+#: The daemons of the conveyor's own process; every other daemon is in ``core``.
+CONVEYOR = ("conveyor-submitter", "conveyor-poller", "conveyor-poller-gfal", "conveyor-finisher")
+GROUPS = ("all", "core", "conveyor")
 
 
 class WakeableStop(threading.Event):
@@ -76,9 +88,31 @@ class WakeableStop(threading.Event):
             cls._work.notify_all()
 
 
-def _urgent(module: Any, attribute: str = "graceful_stop") -> Any:
+class ThrottledStop(WakeableStop):
+    """A :class:`WakeableStop` that a wake ends at most once every ``every`` seconds."""
+
+    def __init__(self, every: float) -> None:
+        super().__init__()
+        self.every = every
+        self._woken = 0.0
+
+    def wait(self, timeout: float | None = None) -> bool:  # noqa: D102
+        def done() -> bool:
+            if self.is_set():
+                return True
+            due = WakeableStop._generation != seen and time.monotonic() - self._woken >= self.every
+            return due
+
+        with WakeableStop._work:
+            seen = WakeableStop._generation
+            WakeableStop._work.wait_for(done, timeout)
+        self._woken = time.monotonic()
+        return self.is_set()
+
+
+def _urgent(module: Any, attribute: str = "graceful_stop", every: float = 0.0) -> Any:
     """Make ``module``'s daemon wakeable (before its thread starts); return the module."""
-    setattr(module, attribute, WakeableStop())
+    setattr(module, attribute, ThrottledStop(every) if every else WakeableStop())
     return module
 
 
@@ -130,8 +164,9 @@ def _daemons() -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
     register()
     # davs between XRootD storage elements goes through gfal2 (as FTS); file:// stays posix.
     grid_transfertool.register()
-    for module in (evaluator, injector, collection_replica, account):
+    for module in (evaluator, injector, account):
         _urgent(module)
+    _urgent(collection_replica, every=COUNTERS_WHILE_BUSY)
     # One event per module: the posix and the gfal pollers both wake on it.
     for module in (submitter, poller, finisher):
         _urgent(module, "GRACEFUL_STOP")
@@ -190,7 +225,15 @@ def _daemons() -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
         (
             "conveyor-finisher",
             lambda: finisher.finisher(
-                sleep_time=IDLE, partition_wait_time=0, db_bulk=1000, cached_topology=topology()
+                sleep_time=IDLE,
+                partition_wait_time=0,
+                db_bulk=1000,
+                # One thread: the finisher counts a rule's locks under SELECT ... FOR
+                # UPDATE NOWAIT. Two threads on one rule: on PostgreSQL the second fails
+                # and its requests wait Rucio's ten minutes; on SQLite, which ignores
+                # FOR UPDATE, counts are lost (the rule stays REPLICATING, every lock OK).
+                total_threads=1,
+                cached_topology=topology(),
             ),
             finisher.stop,
         ),
@@ -266,12 +309,20 @@ def forget_interrupted_polls() -> None:
         session.remove()
 
 
-def main() -> int:
-    """Run all daemons until SIGTERM or SIGINT."""
+def in_group(name: str, group: str) -> bool:
+    """Whether the daemon ``name`` runs in the process of ``group``."""
+    return group == "all" or (name in CONVEYOR) == (group == "conveyor")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the daemons of one group until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m escape_portal.embedded.daemons")
+    parser.add_argument("--group", choices=GROUPS, default="all")
+    group = parser.parse_args(argv).group
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(threadName)s %(message)s"
     )
-    from escape_portal.embedded.rucio_cache import reconnect_to_memcached
+    from escape_portal.embedded.rucio_cache import reconnect_to_memcached, remember_rse_columns
     from escape_portal.embedded.sqlite_compat import (
         cap_or_chains,
         immediate_reaper_marking,
@@ -281,13 +332,15 @@ def main() -> int:
     )
 
     reconnect_to_memcached()  # before Rucio's modules make their cache regions
+    remember_rse_columns()
     immediate_reaper_marking()  # before the reaper imports it
     cap_or_chains()
     normal_sync()  # before the first connection
     narrow_replica_lookups()
     temporary_table_statistics()
-    forget_interrupted_polls()  # before the pollers start
-    daemons = _daemons()
+    daemons = [daemon for daemon in _daemons() if in_group(daemon[0], group)]
+    if any(name.startswith("conveyor-poller") for name, _, _ in daemons):
+        forget_interrupted_polls()  # before the pollers start
     stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -304,7 +357,7 @@ def main() -> int:
         target=_named("waker", lambda: _waker(stopping)), name="waker", daemon=True
     )
     waker.start()
-    logging.info("escape-portal: %d Rucio daemons running", len(threads))
+    logging.info("escape-portal: %d Rucio daemons running (%s)", len(threads), group)
     while not stopping.wait(1.0):
         dead = [t.name for t in threads if not t.is_alive()]
         if dead:

@@ -63,7 +63,8 @@ from typing import Any
 SQLITE_CHUNK = 200
 
 
-def _is_sqlite() -> bool:
+def is_sqlite() -> bool:
+    """Whether Rucio's catalogue (``[database] default`` of ``rucio.cfg``) is SQLite."""
     from rucio.common.config import config_get
 
     return str(config_get("database", "default", check_config_table=False)).startswith("sqlite")
@@ -74,7 +75,7 @@ def cap_or_chains() -> None:
 
     Must run before hermes is imported: it imports ``delete_messages`` by name.
     """
-    if not _is_sqlite():
+    if not is_sqlite():
         return
     from rucio.core import request
 
@@ -101,7 +102,7 @@ def immediate_write_sessions() -> None:
 
     Must run before Rucio's REST handlers are imported: they import ``db_session`` by name.
     """
-    if not _is_sqlite():
+    if not is_sqlite():
         return
     from rucio.db.sqla import session as rucio_session
     from rucio.db.sqla.constants import DatabaseOperationType
@@ -128,7 +129,7 @@ def immediate_reaper_marking() -> None:
     nested sessions). Must run before the reaper is imported: it imports the function by
     name.
     """
-    if not _is_sqlite():
+    if not is_sqlite():
         return
     from rucio.core import replica
     from rucio.db.sqla.session import transactional_session
@@ -180,7 +181,7 @@ def narrow_sql(statement: str) -> str:
 
 def narrow_replica_lookups() -> None:
     """Narrow ``list_replicas``' sub-query to the DIDs asked for (server, SQLite only)."""
-    if not _is_sqlite():
+    if not is_sqlite():
         return
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
@@ -199,7 +200,7 @@ TEMPORARY_ROWS = 10
 
 def temporary_table_statistics() -> None:
     """Give Rucio's temporary tables the statistics of short tables (server, daemons; SQLite)."""
-    if not _is_sqlite():
+    if not is_sqlite():
         return
     from rucio.db.sqla import util
 
@@ -250,7 +251,7 @@ def _describe_temporary(session: Any, name: str, key_columns: int) -> None:
 
 def normal_sync() -> None:
     """``PRAGMA synchronous = NORMAL`` on each new SQLite connection (see the docstring)."""
-    if not _is_sqlite():
+    if not is_sqlite():
         return
     import sqlite3
 
@@ -267,7 +268,7 @@ def normal_sync() -> None:
 
 def analyze() -> bool:
     """Give SQLite's planner its statistics (``ANALYZE``); whether the catalogue is SQLite."""
-    if not _is_sqlite():
+    if not is_sqlite():
         return False
     from rucio.db.sqla.session import get_session
     from sqlalchemy import text

@@ -259,10 +259,19 @@ PARTS: tuple[Component, ...] = (
     ),
     Component(
         "daemons",
-        lambda run: _python("escape_portal.embedded.daemons"),
+        lambda run: _python("escape_portal.embedded.daemons", "--group", "core"),
         needs_catalogue=True,
         after_bootstrap=True,
         starting="starting Rucio's daemons",
+    ),
+    # The conveyor in a process of its own: a large make-available keeps it and the
+    # judge, abacus and hermes busy at once, and one Python process uses one core.
+    Component(
+        "conveyor",
+        lambda run: _python("escape_portal.embedded.daemons", "--group", "conveyor"),
+        needs_catalogue=True,
+        after_bootstrap=True,
+        starting="starting Rucio's conveyor (transfers)",
     ),
     Component(
         "vo",

@@ -99,7 +99,7 @@ def _one_rule_one_replica_each(lake: Lake, own_lake: EmbeddedLake, did: DID) -> 
 
 
 @pytest.mark.parametrize(
-    "part", ["server", "daemons", "memcached", "xrootd-CERN-DISK", "broker", "idp"]
+    "part", ["server", "daemons", "conveyor", "memcached", "xrootd-CERN-DISK", "broker", "idp"]
 )
 def test_killed_part_restarts_on_its_port_and_the_rule_completes(
     part: str, own_lake: EmbeddedLake, own_config: LakeConfig
