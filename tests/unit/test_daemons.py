@@ -41,3 +41,20 @@ def test_a_wake_ends_a_wait_and_a_throttled_one_at_most_once_per_interval() -> N
     stopped = ThrottledStop(every=100)
     stopped.set()
     assert stopped.wait(timeout=5) is True  # a stop is never throttled
+
+
+def test_the_reapers_pause_of_an_empty_storage_lasts_one_cycle() -> None:
+    from escape_portal.embedded.daemons import pause_one_cycle
+
+    asked: list[tuple[str, float | None]] = []
+
+    class Region:
+        def get(self, key: str, expiration_time: float | None = None) -> str:
+            asked.append((key, expiration_time))
+            return "value"
+
+    region = Region()
+    pause_one_cycle(region, cycle=30)
+    assert region.get("pause_deletion_abc", expiration_time=120) == "value"
+    assert region.get("other", expiration_time=120) == "value"
+    assert asked == [("pause_deletion_abc", 29), ("other", 120)]
