@@ -821,9 +821,14 @@ def _did_info(row: dict[str, Any]) -> DIDInfo:
         scope=str(row["scope"]),
         name=str(row["name"]),
         type=_lower_type(row.get("did_type") or row.get("type")),
-        bytes=row.get("bytes"),
-        length=row.get("length"),
+        bytes=_count(row.get("bytes")),
+        length=_count(row.get("length")),
     )
+
+
+def _count(value: Any) -> int | None:
+    """A size or a count as an int (Rucio on PostgreSQL answers a dataset's as a float)."""
+    return None if value is None else int(value)
 
 
 def _as_utc(value: Any) -> dt.datetime | None:

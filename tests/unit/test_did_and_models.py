@@ -62,3 +62,12 @@ def test_parse_filters_operators_and_numbers() -> None:
         parse_filters(["nonsense"])
     with pytest.raises(InvalidRequest, match="metadata key"):
         parse_filters(["bad key=1"])
+
+
+def test_sizes_and_counts_from_rucio_are_ints() -> None:
+    from escape_portal.lake.client import _did_info
+
+    # Rucio on PostgreSQL answers a dataset's bytes as a float (450000.0).
+    info = _did_info({"scope": "s", "name": "d", "did_type": "DATASET", "bytes": 450000.0})
+    assert info.bytes == 450000 and isinstance(info.bytes, int)
+    assert info.length is None
