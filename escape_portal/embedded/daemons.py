@@ -5,22 +5,27 @@ poller, finisher), reaper, undertaker, abacus (collection replicas, account and 
 usage) and, when a broker is configured, hermes (notifications) loops as threads, and
 registers the transfertools with the conveyor: ``gfal`` (davs between the XRootD storage
 elements, :mod:`escape_portal.embedded.grid_transfertool`, with its own poller) and
-``posix`` (``file://``). The conveyor runs in a process of its own (``--group
-conveyor``), the rest in another (``--group core``): during a large make-available both
-are busy, and one Python process uses one core at most.
+``posix`` (``file://``). The conveyor's submitter and pollers run in a process of their
+own (``--group conveyor``), the rest, the finisher included, in another (``--group
+core``): one Python process uses one core at most, and during a large make-available the
+submitter, the pollers (and the posix copies) and the finisher each need a good part of
+one, while the judge, abacus and hermes are nearly idle.
 
 An idle lake should cost almost nothing, yet a rule should go REPLICATING -> OK within
 seconds of a request. So the daemons a researcher waits for sleep ``IDLE`` seconds
-between loops, and one thread asks the catalogue every ``WATCH`` seconds whether they
-have work (a request, a DID event, a rule to inject, a notification, a counter to
-update: one indexed ``LIMIT 1`` query per table); while there is, it wakes them at once
+between loops, and one thread per process asks the catalogue every ``WATCH`` seconds
+whether its daemons have work (the conveyor's: a request; the core's: a request to
+finish, a DID event, a rule to inject, a notification, a counter to update; one indexed
+``LIMIT 1`` query per table); while there is, it wakes them at once
 (their stop events are replaced by :class:`WakeableStop`, which Rucio's loop waits on;
 both pollers, posix and gfal, share the poller module's event).
 The judge-cleaner and the reaper (expired rules, deletion) sleep ``EXPIRY`` seconds,
 other housekeeping daemons ``SLOW``.
-While transfers are queued, abacus's collection-replica counters are brought up to date
-every ``COUNTERS_WHILE_BUSY`` seconds rather than at every wake: each pass rewrites the
-dataset's counters, which are read only once the copies end.
+The submitter and the pollers write each job in one transaction
+(:mod:`escape_portal.embedded.conveyor_batches`). While transfers are queued, abacus's
+collection-replica counters are brought up to date every ``COUNTERS_WHILE_BUSY`` seconds
+rather than at every wake: each pass rewrites the dataset's counters, which are read
+only once the copies end.
 Started by the supervisor as ``python -m escape_portal.embedded.daemons --group GROUP``
 with ``RUCIO_CONFIG`` set; stops on SIGTERM/SIGINT.
 """
@@ -51,8 +56,13 @@ EXPIRY = 30
 #: Seconds between two passes of abacus's collection-replica counters while woken.
 COUNTERS_WHILE_BUSY = 10.0
 #: The daemons of the conveyor's own process; every other daemon is in ``core``.
-CONVEYOR = ("conveyor-submitter", "conveyor-poller", "conveyor-poller-gfal", "conveyor-finisher")
+CONVEYOR = ("conveyor-submitter", "conveyor-poller", "conveyor-poller-gfal")
 GROUPS = ("all", "core", "conveyor")
+#: The states of a request that Rucio's finisher handles (its ``_fetch_requests``).
+TO_FINISH = (
+    *("DONE", "FAILED", "LOST", "SUBMISSION_FAILED"),
+    *("NO_SOURCES", "ONLY_TAPE_SOURCES", "MISMATCH_SCHEME"),
+)
 
 
 class WakeableStop(threading.Event):
@@ -116,15 +126,25 @@ def _urgent(module: Any, attribute: str = "graceful_stop", every: float = 0.0) -
     return module
 
 
-def work_pending() -> bool:
-    """Whether the daemons a researcher waits for have something to do."""
+def work_pending(group: str = "all") -> bool:
+    """Whether the daemons of ``group`` that a researcher waits for have something to do.
+
+    The conveyor's work is a request; the others' a request the copy of which ended (for
+    the finisher), a DID event, a rule to inject, a notification or a counter to update.
+    Each process asks only for its own, so that the core's daemons are not woken every
+    second while transfers queue or are being copied.
+    """
     from rucio.db.sqla import models
-    from rucio.db.sqla.constants import RuleState
+    from rucio.db.sqla.constants import RequestState, RequestType, RuleState
     from rucio.db.sqla.session import get_session
     from sqlalchemy import select
 
-    queries = [
-        select(models.Request.id).limit(1),
+    conveyor = [select(models.Request.id).limit(1)]
+    core = [
+        select(models.Request.id)  # in REQUESTS_TYP_STA_UPD_IDX (request_type, state, ...)
+        .where(models.Request.request_type.in_(list(RequestType)))
+        .where(models.Request.state.in_([RequestState[state] for state in TO_FINISH]))
+        .limit(1),
         select(models.UpdatedDID.id).limit(1),
         select(models.ReplicationRule.id)
         .where(models.ReplicationRule.state == RuleState.INJECT)
@@ -133,6 +153,7 @@ def work_pending() -> bool:
         select(models.UpdatedCollectionReplica.id).limit(1),
         select(models.UpdatedAccountCounter.id).limit(1),
     ]
+    queries = {"conveyor": conveyor, "core": core}.get(group, conveyor + core)
     session = get_session()
     try:
         return any(session.execute(query).first() is not None for query in queries)
@@ -140,11 +161,11 @@ def work_pending() -> bool:
         session.remove()
 
 
-def _waker(stopping: threading.Event) -> None:
-    """Wake the urgent daemons while there is work; one cheap question per ``WATCH`` s."""
+def _waker(stopping: threading.Event, group: str = "all") -> None:
+    """Wake the urgent daemons while ``group`` has work; one cheap question per ``WATCH`` s."""
     while not stopping.wait(WATCH):
         try:
-            if work_pending():
+            if work_pending(group):
                 WakeableStop.wake()
         except Exception:  # a locked database, a restart: ask again next time
             logging.debug("escape-portal: asking for pending work failed", exc_info=True)
@@ -342,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(threadName)s %(message)s"
     )
+    from escape_portal.embedded.conveyor_batches import batch_conveyor_writes
     from escape_portal.embedded.rucio_cache import reconnect_to_memcached, remember_rse_columns
     from escape_portal.embedded.sqlite_compat import (
         cap_or_chains,
@@ -353,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
 
     reconnect_to_memcached()  # before Rucio's modules make their cache regions
     remember_rse_columns()
+    batch_conveyor_writes()
     immediate_reaper_marking()  # before the reaper imports it
     cap_or_chains()
     normal_sync()  # before the first connection
@@ -374,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         thread.start()
         threads.append(thread)
     waker = threading.Thread(
-        target=_named("waker", lambda: _waker(stopping)), name="waker", daemon=True
+        target=_named("waker", lambda: _waker(stopping, group)), name="waker", daemon=True
     )
     waker.start()
     logging.info("escape-portal: %d Rucio daemons running (%s)", len(threads), group)
