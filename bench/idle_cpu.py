@@ -1,13 +1,15 @@
-"""Benchmark: what an idle embedded lake costs, per part (CPU % of one core, RSS).
+"""Benchmark: what an idle embedded lake costs, per part (CPU % of one core, memory).
 
 Starts the lake of ``--data-dir`` (a fresh temporary one if not given: its first start
 seeds 110,000 files), waits ``--settle`` seconds after ``lake up`` returned, then samples
 the CPU time (utime + stime in ``/proc/PID/stat``) of every process of each part's
 process group — gunicorn's workers, the daemons' threads — over ``--sample`` seconds.
-Prints, per part, CPU % of one core and resident memory; for the daemons process, per
-Rucio daemon thread; and whether Rucio's judge-evaluator still has seeding events to
-re-evaluate (``updated_dids``), which the seeding is meant to leave empty. The goal is
-under 2 % of one core in total within 60 s of ``lake up``, first start included::
+Prints, per part, CPU % of one core and memory (RSS, and PSS, which counts a page shared
+by several processes once in all, as a session's memory limit does); for the daemons'
+processes (``daemons``, ``conveyor``), per Rucio daemon thread; and whether Rucio's
+judge-evaluator still has seeding events to re-evaluate (``updated_dids``), which the
+seeding is meant to leave empty. The goal is under 2 % of one core in total within 60 s
+of ``lake up``, first start included::
 
     .venv/bin/python bench/idle_cpu.py [--data-dir DIR] [--settle 60] [--sample 60]
 
@@ -49,23 +51,44 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+#: The parts whose processes run Rucio's daemons as named threads.
+DAEMON_PARTS = ("daemons", "conveyor")
+
+
 def cpu_seconds(stat: list[str]) -> float:
     """utime + stime of a ``/proc/.../stat`` (fields 14 and 15)."""
     return (int(stat[11]) + int(stat[12])) / TICK
 
 
-def sample_groups(pgids: dict[str, int]) -> dict[str, tuple[float, int, int]]:
-    """Per part: CPU seconds so far, RSS bytes and the number of processes."""
+def pss_bytes(pid: int) -> int:
+    """Proportional set size of ``pid``: pages shared with other processes count in part.
+
+    What a memory limit such as Binder's charges once, where RSS would count the pages
+    that gunicorn's preloaded workers share with their master once per process.
+    """
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def sample_groups(pgids: dict[str, int]) -> dict[str, tuple[float, int, int, int]]:
+    """Per part: CPU seconds so far, RSS bytes, the number of processes and PSS bytes."""
     result = {}
     for name, pgid in pgids.items():
-        cpu, rss, count = 0.0, 0, 0
+        cpu, rss, count, pss = 0.0, 0, 0, 0
         for pid in group_members(pgid):
             fields = _stat(Path(f"/proc/{pid}/stat"))
             if fields:
                 cpu += cpu_seconds(fields)
                 rss += int(fields[21]) * PAGE
+                pss += pss_bytes(pid)
                 count += 1
-        result[name] = (cpu, rss, count)
+        result[name] = (cpu, rss, count, pss)
     return result
 
 
@@ -111,14 +134,14 @@ def main() -> int:
         pending_before = pending_rule_events(lake.paths.db)
         time.sleep(args.settle)
         pgids = {c.name: c.pid for c in lake.status().components if c.pid and c.running}
-        daemons = pgids.get("daemons")
+        threaded = {name: pgids[name] for name in DAEMON_PARTS if name in pgids}
         t0 = time.monotonic()
         before = sample_groups(pgids)
-        threads0 = sample_threads(daemons) if daemons else {}
+        threads0 = {name: sample_threads(pid) for name, pid in threaded.items()}
         time.sleep(args.sample)
         elapsed = time.monotonic() - t0
         after = sample_groups(pgids)
-        threads1 = sample_threads(daemons) if daemons else {}
+        threads1 = {name: sample_threads(pid) for name, pid in threaded.items()}
         pending_after = pending_rule_events(lake.paths.db)
     finally:
         if not already_running:
@@ -127,23 +150,25 @@ def main() -> int:
     print(
         f"\nidle CPU over {elapsed:.0f} s, from {args.settle:.0f} s after 'lake up' (% of one core)"
     )
-    print(f"{'part':<12}{'procs':>6}{'CPU %':>8}{'RSS MiB':>10}")
-    total_cpu = total_rss = 0.0
+    print(f"{'part':<12}{'procs':>6}{'CPU %':>8}{'RSS MiB':>10}{'PSS MiB':>10}")
+    total_cpu = total_rss = total_pss = 0.0
     for name in (*lake.components, SUPERVISOR):
         if name not in after or name not in before:
             print(f"{name:<12}{'-':>6}{'not running':>18}")
             continue
         cpu = 100 * (after[name][0] - before[name][0]) / elapsed
-        rss = after[name][1] / 2**20
+        rss, pss = after[name][1] / 2**20, after[name][3] / 2**20
         total_cpu += cpu
         total_rss += rss
-        print(f"{name:<12}{after[name][2]:>6}{cpu:>8.2f}{rss:>10.0f}")
-    print(f"{'total':<12}{'':>6}{total_cpu:>8.2f}{total_rss:>10.0f}")
-    if threads1:
-        print("\ndaemons process, per thread (% of one core):")
-        busiest = sorted(threads1, key=lambda n: threads0.get(n, 0.0) - threads1[n])
+        total_pss += pss
+        print(f"{name:<12}{after[name][2]:>6}{cpu:>8.2f}{rss:>10.0f}{pss:>10.0f}")
+    print(f"{'total':<12}{'':>6}{total_cpu:>8.2f}{total_rss:>10.0f}{total_pss:>10.0f}")
+    for part, threads in threads1.items():
+        print(f"\n{part} process, per thread (% of one core):")
+        start = threads0.get(part, {})
+        busiest = sorted(threads, key=lambda n: start.get(n, 0.0) - threads[n])
         for name in busiest:
-            cpu = 100 * (threads1[name] - threads0.get(name, 0.0)) / elapsed
+            cpu = 100 * (threads[name] - start.get(name, 0.0)) / elapsed
             print(f"  {name:<16}{cpu:>8.2f}")
     print(
         f"\njudge-evaluator: {pending_before} pending DID events when up returned, "

@@ -20,8 +20,11 @@ each costs. ``--files N`` makes a dataset of N files of ``--dataset`` (from its 
 from __future__ import annotations
 
 import argparse
+import configparser
+import datetime as dt
 import itertools
 import time
+from pathlib import Path
 from typing import Any
 
 from running_lake import running_lake
@@ -46,7 +49,7 @@ def main() -> int:
     parser.add_argument("--site", help="the compute site (default: the first not holding it)")
     args = parser.parse_args()
 
-    _, lake = running_lake(args.data_dir)
+    embedded, lake = running_lake(args.data_dir)
     if args.files:
         args.dataset = _subset(lake, args.dataset, args.files, args.offset)
     held = {r.rse for r in lake.dataset_replicas(args.dataset) if r.available_files}
@@ -67,6 +70,7 @@ def main() -> int:
     try:
         topology = lake_topology(lake, site.name)
         started = time.perf_counter()
+        started_wall = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         [request] = make_available(lake, topology, [args.dataset], site.name, lifetime=3600)
         to_rule = time.perf_counter() - started
         calls_to_rule = calls
@@ -98,7 +102,53 @@ def main() -> int:
     )
     print(f"requests per file:                {calls / max(1, files):.4f}")
     lake.delete_rule(request.rule.id)
+    _print_stages(embedded.paths.rucio_cfg, request.rule.id, started_wall)
     return 0 if progress.state == "available" else 1
+
+
+#: The conveyor's stages of a request, as Rucio's request history records them.
+STAGES = (
+    ("queued (rule)", "created_at"),
+    ("submitted", "submitted_at"),
+    ("copied", "transferred_at"),
+    ("finished (archived)", "updated_at"),
+)
+
+
+def _print_stages(rucio_cfg: Path, rule_id: str, started: dt.datetime) -> None:
+    """When the rule's requests passed each of the conveyor's stages (seconds from start).
+
+    Read from Rucio's ``requests_history`` (the finisher archives a request there: its
+    ``updated_at`` is the time the finisher handled it), so that a slow stage shows.
+    """
+    import sqlalchemy
+
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(rucio_cfg)
+    engine = sqlalchemy.create_engine(config["database"]["default"])
+    columns = ", ".join(column for _, column in STAGES)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sqlalchemy.text(f"SELECT {columns} FROM requests_history WHERE rule_id = :rule"),
+            {"rule": rule_id.replace("-", "")},
+        ).all()
+    engine.dispose()
+    if not rows:
+        print("(no archived requests for the rule: stages not shown)")
+        return
+    print(f"stages of the {len(rows)} archived requests (s from the make-available call):")
+    print(f"  {'stage':22} {'first':>7} {'10 %':>7} {'50 %':>7} {'90 %':>7} {'last':>7}")
+    for label, index in zip((label for label, _ in STAGES), range(len(STAGES)), strict=True):
+        times = sorted((_when(row[index]) - started).total_seconds() for row in rows if row[index])
+        if not times:
+            continue
+        picks = [times[0], *(times[int(q * (len(times) - 1))] for q in (0.1, 0.5, 0.9)), times[-1]]
+        print(f"  {label:22} " + " ".join(f"{t:7.1f}" for t in picks))
+
+
+def _when(value: Any) -> dt.datetime:
+    """A timestamp of the catalogue (a ``datetime``, or SQLite's text)."""
+    return value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
 
 
 def _subset(lake: Lake, dataset: str, files: int, offset: int) -> str:
