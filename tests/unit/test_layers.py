@@ -1,4 +1,4 @@
-"""The layer rule of ARCHITECTURE.md, read from the code: data flows top-down.
+"""The layer rule of docs/architecture.md, read from the code: data flows top-down.
 
 Every import in ``escape_portal`` (module-level and inside functions, parsed with ``ast``,
 never executed) is checked against the layers:
