@@ -150,19 +150,19 @@ def main() -> int:
     print(
         f"\nidle CPU over {elapsed:.0f} s, from {args.settle:.0f} s after 'lake up' (% of one core)"
     )
-    print(f"{'part':<12}{'procs':>6}{'CPU %':>8}{'RSS MiB':>10}{'PSS MiB':>10}")
+    print(f"{'part':<20}{'procs':>6}{'CPU %':>8}{'RSS MiB':>10}{'PSS MiB':>10}")
     total_cpu = total_rss = total_pss = 0.0
     for name in (*lake.components, SUPERVISOR):
         if name not in after or name not in before:
-            print(f"{name:<12}{'-':>6}{'not running':>18}")
+            print(f"{name:<20}{'-':>6}{'not running':>18}")
             continue
         cpu = 100 * (after[name][0] - before[name][0]) / elapsed
         rss, pss = after[name][1] / 2**20, after[name][3] / 2**20
         total_cpu += cpu
         total_rss += rss
         total_pss += pss
-        print(f"{name:<12}{after[name][2]:>6}{cpu:>8.2f}{rss:>10.0f}{pss:>10.0f}")
-    print(f"{'total':<12}{'':>6}{total_cpu:>8.2f}{total_rss:>10.0f}{total_pss:>10.0f}")
+        print(f"{name:<20}{after[name][2]:>6}{cpu:>8.2f}{rss:>10.0f}{pss:>10.0f}")
+    print(f"{'total':<20}{'':>6}{total_cpu:>8.2f}{total_rss:>10.0f}{total_pss:>10.0f}")
     for part, threads in threads1.items():
         print(f"\n{part} process, per thread (% of one core):")
         start = threads0.get(part, {})
