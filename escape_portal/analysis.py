@@ -202,10 +202,11 @@ def placement(file: LakeFile, by_site: Mapping[str, Sequence[str]]) -> list[str]
     return sorted(set(chosen)) or None
 
 
-def lake_files(lake: Lake, dids: DID | str | Iterable[DID | str]) -> list[LakeFile]:
+def lake_files(lake: Lake, dids: DID | str | Iterable[DID | str | FileInfo]) -> list[LakeFile]:
     """The files of ``dids`` with the sites of their available replicas.
 
-    ``dids`` is a dataset, a container, a file or a list of them. Two Rucio streams for
+    ``dids`` is a dataset, a container, a file or a list of them (files may be given as
+    the ``FileInfo`` of a listing, which saves asking their size). Two Rucio streams for
     the lot, however many files: their replicas (``list_replicas`` of the collections
     themselves, which Rucio expands to their files) and the files (``list_files``, for
     files that have no replica at all); no request per file.
@@ -215,9 +216,16 @@ def lake_files(lake: Lake, dids: DID | str | Iterable[DID | str]) -> list[LakeFi
     NotFound
         If a DID does not exist.
     """
-    wanted = [as_did(dids)] if isinstance(dids, DID | str) else [as_did(d) for d in dids]
+    given = [dids] if isinstance(dids, DID | str) else list(dids)
     files: dict[DID, tuple[int, str | None]] = {}
-    for did in wanted:
+    wanted = []
+    for item in given:
+        if isinstance(item, FileInfo):  # a file the caller listed already: no request
+            files.setdefault(item.did, (item.bytes, item.adler32))
+            wanted.append(item.did)
+            continue
+        did = as_did(item)
+        wanted.append(did)
         info = lake.info(did)
         if info.type == "file":
             files.setdefault(did, (int(info.bytes or 0), None))
@@ -424,6 +432,9 @@ def local_cluster(
         threads_per_worker=threads_per_worker,
         dashboard_address=dashboard_address,
         host="127.0.0.1" if processes else None,
+        # Without a dashboard the scheduler still serves its health and metrics routes,
+        # by default on port 8787 of every interface: on loopback, on a free port.
+        scheduler_kwargs=None if dashboard_address else {"dashboard_address": "127.0.0.1:0"},
     )
     spec = {}
     for i, site in enumerate(sites):
