@@ -1,7 +1,8 @@
 """Benchmark: bytes read from a same-site replica, with and without site-aware placement.
 
-A simulated two-site cluster on this machine: an in-process LocalCluster of two one-thread
-workers tagged ``site-PIC`` and ``site-DESY`` (escape_portal.analysis.local_cluster).
+A simulated two-site cluster on this machine: a LocalCluster of two one-thread workers
+tagged ``site-PIC`` and ``site-DESY`` (escape_portal.analysis.local_cluster), in this
+process, or with ``--processes`` in two worker processes (nannies, TCP on loopback).
 ``--files`` new FITS files of ``--kib`` KiB are registered, alternately at PIC-DISK and
 DESY-DISK only. Researcher alice (OIDC, nothing mounted) reads every file on the cluster
 three ways: site-aware strict (the default), site-aware loose (work stealing allowed), and
@@ -9,7 +10,7 @@ plain ``client.map`` (no placement). Printed per way: the time, and the fraction
 and bytes read from a replica at the reading worker's own site (``file://``; the others
 go over ``davs``/``root`` with storage tokens).
 
-    .venv/bin/python bench/dask_locality.py [--data-dir DIR] [--files 60] [--kib 256]
+    .venv/bin/python bench/dask_locality.py [--data-dir DIR] [--files 60] [--kib 256] [--processes]
 """
 
 from __future__ import annotations
@@ -91,6 +92,9 @@ def main() -> int:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--files", type=int, default=60)
     parser.add_argument("--kib", type=int, default=256)
+    parser.add_argument(
+        "--processes", action="store_true", help="workers in their own processes (nannies)"
+    )
     args = parser.parse_args()
     embedded, operator = running_lake(args.data_dir)
     dataset = _register(operator, args.files, args.kib)
@@ -100,11 +104,15 @@ def main() -> int:
 
     from distributed import Client
 
-    cluster = analysis.local_cluster(tuple(SITES))
+    cluster = analysis.local_cluster(tuple(SITES), processes=args.processes)
     client = Client(cluster)
     try:
         client.wait_for_workers(len(SITES))
-        print(f"{args.files} files of {args.kib} KiB, alternately at {', '.join(SITES.values())}")
+        kind = "worker processes" if args.processes else "in-process workers"
+        print(
+            f"{args.files} files of {args.kib} KiB, alternately at {', '.join(SITES.values())}; "
+            f"{kind}"
+        )
         print(f"{'way':<24} {'seconds':>7} {'files':>9} {'bytes':>9}   (read at own site)")
         files = analysis.lake_files(alice, dataset)
         with analysis.Session(alice, client) as strict:
