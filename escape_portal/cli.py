@@ -9,6 +9,7 @@ Readable tables by default, ``--json`` for scripts. Exit codes: 0 success, 1 lak
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -1031,6 +1032,118 @@ def _common_options(*, top_level: bool) -> argparse.ArgumentParser:
     return common
 
 
+# -- watches: processing driven by the lake's events ----------------------------------------
+
+
+def _watch_rows(infos: Sequence[Any]) -> str:
+    rows = [
+        (
+            w.name,
+            w.state,
+            w.target,
+            w.function,
+            w.counts.get("done", 0),
+            w.counts.get("failed", 0),
+            sum(w.counts.get(s, 0) for s in ("new", "running", "retry")),
+        )
+        for w in infos
+    ]
+    return table(rows, ["watch", "state", "target", "runs", "done", "failed", "waiting"])
+
+
+def _import_function(spec: str) -> Callable[[Any], Any]:
+    """``package.module:function`` -> the function."""
+    import importlib
+
+    module, _, attribute = spec.partition(":")
+    if not module or not attribute:
+        raise InvalidRequest(
+            f"{spec!r} does not name a function.", "Write it as package.module:function."
+        )
+    try:
+        found: Any = importlib.import_module(module)
+        for part in attribute.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError) as exc:
+        raise InvalidRequest(f"Cannot import {spec}: {exc}.", "Is the module on sys.path?") from exc
+    if not callable(found):
+        raise InvalidRequest(f"{spec} is not a function.")
+    return found  # type: ignore[no-any-return]
+
+
+def _follow(args: argparse.Namespace, watcher: Any) -> int:
+    """Run a watch in the foreground until it is stopped (here with Ctrl-C, or elsewhere)."""
+    print(
+        f"Watching {watcher.target} as {watcher.name!r}"
+        + (" through the broker" if watcher.following_notifications else " by polling")
+        + "; Ctrl-C or 'escape-portal watch stop NAME' ends it.",
+        file=sys.stderr,
+    )
+    for warning in watcher.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    try:
+        while not watcher.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        watcher.stop()
+        print("stopped", file=sys.stderr)
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Watches: list, show, stop, remove, or run one (add, run)."""
+    from escape_portal import watches
+
+    action = args.watch_command
+    if action == "list":
+        infos = watches.list_watches()
+        _emit(
+            args,
+            [w.as_dict() for w in infos],
+            lambda: _watch_rows(infos) if infos else "No watches.",
+        )
+        return 0
+    if action == "show":
+        store = watches.Store()
+        try:
+            info = store.info(args.name)
+            records = store.records(args.name, args.state)
+        finally:
+            store.close()
+        data = {**info.as_dict(), "files": [dataclasses.asdict(r) for r in records]}
+        rows = [(r.did, r.state, r.attempts, r.error or r.result) for r in records[-args.limit :]]
+        _emit(
+            args,
+            data,
+            lambda: (
+                _watch_rows([info]) + "\n\n" + table(rows, ["file", "state", "tries", "result"])
+            ),
+        )
+        return 0
+    if action == "stop":
+        info = watches.stop(args.name)
+        _emit(args, info.as_dict(), lambda: f"Watch {args.name!r} stops (its record is kept).")
+        return 0
+    if action == "remove":
+        watches.remove(args.name)
+        _emit(args, {"removed": args.name}, lambda: f"Watch {args.name!r} removed.")
+        return 0
+    if action == "run":
+        return _follow(args, watches.resume(args.name, lake=_lake(args) if args.instance else None))
+    # add
+    function = _import_function(args.function) if args.function else None
+    watcher = watches.watch(
+        _lake(args),
+        args.target,
+        function,
+        notebook=args.notebook,
+        name=args.name,
+        filters=args.filter,
+        include_existing=args.include_existing,
+    )
+    return _follow(args, watcher)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(
@@ -1165,6 +1278,35 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("tour", parents=[common], help="a guided tour of the lake").set_defaults(
         func=cmd_tour
     )
+
+    watch = sub.add_parser(
+        "watch", parents=[common], help="run a function or notebook on every new file"
+    )
+    watch_sub = watch.add_subparsers(dest="watch_command", required=True, metavar="WATCH_COMMAND")
+    add = watch_sub.add_parser(
+        "add", parents=[common], help="watch a dataset, container or scope and run it (foreground)"
+    )
+    add.add_argument("target", help="scope:name of a dataset or container, or a scope")
+    what = add.add_mutually_exclusive_group(required=True)
+    what.add_argument("--function", help="package.module:function, called with each LakeFile")
+    what.add_argument("--notebook", help="a notebook run with papermill for each file")
+    add.add_argument("--name", help="the watch's name (default: from the target)")
+    add.add_argument("--filter", action="append", help="metadata filter on a scope's files")
+    add.add_argument(
+        "--include-existing", action="store_true", help="process the files already there too"
+    )
+    watch_sub.add_parser("list", parents=[common], help="every watch and what it did")
+    show = watch_sub.add_parser("show", parents=[common], help="a watch's files")
+    show.add_argument("name")
+    show.add_argument("--state", choices=["existing", "new", "running", "retry", "done", "failed"])
+    show.add_argument("--limit", type=int, default=50, help="rows (default 50, the latest)")
+    for verb, text in (
+        ("stop", "stop a watch, wherever it runs (its record is kept)"),
+        ("run", "start a stopped watch again where it stopped (foreground)"),
+        ("remove", "forget a stopped watch and what it processed"),
+    ):
+        watch_sub.add_parser(verb, parents=[common], help=text).add_argument("name")
+    watch.set_defaults(func=cmd_watch)
 
     vo = sub.add_parser("vo", parents=[common], help="discover data in the Virtual Observatory")
     vo_sub = vo.add_subparsers(dest="vo_command", required=True, metavar="VO_COMMAND")

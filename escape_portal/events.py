@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from escape_portal.errors import LakeError, LakeUnavailable
 from escape_portal.lake import Lake, RuleProgress
-from escape_portal.notifications import Notification, Subscription
+from escape_portal.notifications import Notification, Subscription, follow
 
 log = logging.getLogger(__name__)
 
@@ -156,19 +156,14 @@ class Watch:
         return self._subscription is not None and self._subscription.connected
 
     def _subscribe(self) -> None:
-        wanted = self._notifications
-        if wanted is False or (wanted is None and not self.lake.config.broker):
+        self._subscription, self._owns_subscription, error = follow(
+            self.lake.config, self._notifications
+        )
+        if error is not None:
+            self.warnings.append(str(error))
+            log.warning("escape-portal: %s", error)
+        if self._subscription is None:
             return
-        if isinstance(wanted, Subscription):
-            self._subscription = wanted
-        else:
-            try:
-                self._subscription = Subscription(self.lake.config).start()
-            except LakeError as exc:
-                self.warnings.append(str(exc))
-                log.warning("escape-portal: %s", exc)
-                return
-            self._owns_subscription = True
         self._subscription.add_listener(self._on_notification)
         self._subscription.add_disconnect_listener(self._wake.set)
 

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import stomp
 
 from escape_portal.config import LakeConfig
-from escape_portal.errors import InvalidRequest, LakeUnavailable
+from escape_portal.errors import InvalidRequest, LakeError, LakeUnavailable
 
 log = logging.getLogger(__name__)
 DEFAULT_PORT = 61613
@@ -284,3 +284,23 @@ def _quiet_disconnect(conn: Any) -> None:
         conn.disconnect()
     except Exception:  # closing a broken connection may fail in many ways
         log.debug("escape-portal: closing the broker connection failed", exc_info=True)
+
+
+def follow(
+    config: LakeConfig, wanted: Subscription | bool | None
+) -> tuple[Subscription | None, bool, LakeError | None]:
+    """The subscription a follower of Rucio's events uses: ``(subscription, owned, error)``.
+
+    ``wanted`` is ``None`` (the instance's broker, if it has one), ``False`` (none) or a
+    started :class:`Subscription` to share. ``owned`` says whether the caller started it
+    (and closes it); ``error`` is why the broker could not be reached (then no
+    subscription: the caller polls).
+    """
+    if wanted is False or (wanted is None and not config.broker):
+        return None, False, None
+    if isinstance(wanted, Subscription):
+        return wanted, False, None
+    try:
+        return Subscription(config).start(), True, None
+    except LakeError as exc:
+        return None, False, exc

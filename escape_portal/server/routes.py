@@ -14,6 +14,7 @@ from escape_portal.server import lake_handlers as lake
 from escape_portal.server import placement_handlers as placement
 from escape_portal.server import upload_handlers as upload
 from escape_portal.server import vo_handlers as vo
+from escape_portal.server import watch_handlers as watch
 
 API_PREFIX = "/escape-portal/api"
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
@@ -38,6 +39,8 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
     ("/vo/search", vo.SearchHandler),
     ("/vo/datalinks", vo.DatalinksHandler),
     ("/vo/resolve", vo.ResolveHandler),
+    ("/watches", watch.WatchesHandler),
+    ("/watches/{name}/stop", watch.WatchStopHandler),
 ]
 
 

@@ -338,3 +338,35 @@ async def test_a_datalink_url_the_service_refuses_is_a_400_not_a_503(
     # A service that cannot be reached is still a 503.
     status, body = await get_json(jp_fetch, "vo/datalinks", url="http://127.0.0.1:9/links?ID=x")
     assert status == 503 and body["error"]["type"] == "ServiceUnavailable", body
+
+
+async def test_watches_are_listed_and_stopped(
+    jp_fetch: Fetch,
+    lake_config: LakeConfig,
+    fresh_dataset: DID,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from escape_portal import watches
+    from escape_portal.lake import Lake
+
+    monkeypatch.setenv("ESCAPE_PORTAL_WATCHES", str(tmp_path / "watches.sqlite"))
+    status, body = await get_json(jp_fetch, "watches")
+    assert (status, body) == (200, {"watches": []})
+    assert not (tmp_path / "watches.sqlite").exists()  # reading made no store
+    watch = await asyncio.to_thread(
+        watches.watch, Lake(lake_config), fresh_dataset, len, name="nightly", notifications=False
+    )
+    try:
+        status, body = await get_json(jp_fetch, "watches")
+        assert status == 200, body
+        [row] = body["watches"]
+        assert row["name"] == "nightly" and row["state"] == "running"
+        assert row["target"] == str(fresh_dataset) and row["counts"] == {"existing": 3}
+        status, body = await post_json(jp_fetch, "watches/nightly/stop", {})
+        assert status == 200 and body["state"] == "stopped", body
+        assert await asyncio.to_thread(watch.wait, 10)
+        status, body = await post_json(jp_fetch, "watches/no-such/stop", {})
+        assert status == 404 and "no watch named 'no-such'" in body["error"]["message"]
+    finally:
+        watch.stop()

@@ -45,6 +45,7 @@ LAYERS: dict[str, str] = {
     "escape_portal.notifications": "service",
     "escape_portal.upload": "service",
     "escape_portal.analysis": "service",
+    "escape_portal.watches": "service",
     "escape_portal.config": "core",
     "escape_portal.errors": "core",
     "escape_portal.lake": "core",

@@ -19,6 +19,7 @@ import {
   IRules,
   IVOQuery,
   IVOSearchAnswer,
+  IWatch,
   IWhoAmI
 } from './tokens';
 
@@ -129,6 +130,20 @@ export class PortalAPI {
   progress(ruleId: string): Promise<IRuleProgress> {
     return this.request<IRuleProgress>(
       `rules/${encodeURIComponent(ruleId)}/progress`
+    );
+  }
+
+  /** The user's watches (run in kernels or by `escape-portal watch run`). */
+  async watches(): Promise<IWatch[]> {
+    const answer = await this.request<{ watches: IWatch[] }>('watches');
+    return answer.watches;
+  }
+
+  /** Stop a watch wherever it runs; what it processed is kept. */
+  stopWatch(name: string): Promise<IWatch> {
+    return this.request<IWatch>(
+      `watches/${encodeURIComponent(name)}/stop`,
+      postJSON({})
     );
   }
 

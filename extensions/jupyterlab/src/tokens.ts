@@ -135,6 +135,18 @@ export interface IRules {
 /** A rule's state in the user's words. */
 export type ProgressState = 'available' | 'replicating' | 'stuck' | 'waiting';
 
+/** One entry of GET watches: a function or notebook run on every new file. */
+export interface IWatch {
+  name: string;
+  instance: string;
+  target: string;
+  function: string;
+  state: 'running' | 'stopped' | 'idle';
+  counts: Record<string, number>;
+  created: string;
+  last_error: string | null;
+}
+
 /** GET rules/{id}/progress. */
 export interface IRuleProgress {
   rule_id: string;

@@ -1,6 +1,7 @@
 import { collectPages, PortalAPI, Requester } from '../src/api';
 import { QueryValue } from '../src/request';
-import { IPage } from '../src/tokens';
+import { IPage, IWatch } from '../src/tokens';
+import { watchSummary } from '../src/models/format';
 
 interface ICall {
   path: string;
@@ -158,5 +159,33 @@ describe('collectPages', () => {
     });
     expect(reads).toBe(2);
     expect(items).toEqual([1, 2]);
+  });
+});
+
+describe('watches', () => {
+  it('lists the watches and stops one by its encoded name', async () => {
+    const watch = {
+      name: 'spectra v2',
+      instance: 'embedded-alice',
+      target: 'user.alice:nightly',
+      function: 'analysis.spectrum',
+      state: 'running',
+      counts: { existing: 3, done: 12, failed: 1, new: 2, retry: 1 },
+      created: '2026-12-04T18:00:00+00:00',
+      last_error: null
+    };
+    const { api, calls } = fake([
+      { watches: [watch] },
+      { ...watch, state: 'stopped' }
+    ]);
+    expect(await api.watches()).toEqual([watch]);
+    expect(calls[0].path).toBe('watches');
+    expect((await api.stopWatch('spectra v2')).state).toBe('stopped');
+    expect(calls[1].path).toBe('watches/spectra%20v2/stop');
+    expect(calls[1].init?.method).toBe('POST');
+    expect(watchSummary(watch as IWatch)).toBe(
+      '12 done · 1 failed · 3 waiting'
+    );
+    expect(watchSummary({ ...watch, counts: {} } as IWatch)).toBe('0 done');
   });
 });

@@ -13,3 +13,8 @@ os.environ.setdefault(
     "ESCAPE_PORTAL_LAKE_DIR",
     str(Path(__file__).resolve().parents[3] / ".cache" / "test-lake"),
 )
+# The watches the kernels start and the panel lists: a store of this test run only.
+os.environ.setdefault(
+    "ESCAPE_PORTAL_WATCHES",
+    str(Path(__import__("tempfile").mkdtemp(prefix="escape-portal-ui-")) / "watches.sqlite"),
+)

@@ -1,7 +1,7 @@
 /**
  * The Data Lake side panel: who you are on which instance, a search box, a browser from
  * scopes down to files (virtualized, read page by page), the details of the focused DID,
- * and the make-available requests of this session.
+ * the make-available requests of this session, and the user's watches.
  */
 import * as React from 'react';
 import {
@@ -22,6 +22,7 @@ import { IDIDInfo, IInstances, IWhoAmI } from '../tokens';
 import { DetailsView } from './DetailsView';
 import { ErrorLine, TransfersList, useSignal } from './common';
 import { VirtualList } from './VirtualList';
+import { WatchesList } from './WatchesList';
 
 /** A row of the browser: a scope, or a DID. */
 export type BrowseRow =
@@ -446,6 +447,7 @@ export function DataLakePanel(props: { context: IPortalContext }): JSX.Element {
           />
         )}
         <TransfersList transfers={context.transfers.transfers} />
+        <WatchesList api={context.api} revision={revision} />
       </div>
     </div>
   );

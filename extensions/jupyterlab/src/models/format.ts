@@ -1,4 +1,5 @@
 /** Numbers as people read them. */
+import { IWatch } from '../tokens';
 
 const UNITS = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
 
@@ -50,4 +51,18 @@ export function formatPercent(fraction: number): string {
 /** A count with thousands separators. */
 export function formatCount(n: number | null | undefined): string {
   return n === null || n === undefined ? '—' : n.toLocaleString('en-US');
+}
+
+/** What a watch did, in words: `12 done · 1 failed · 3 waiting`. */
+export function watchSummary(watch: IWatch): string {
+  const c = watch.counts;
+  const waiting = (c.new ?? 0) + (c.running ?? 0) + (c.retry ?? 0);
+  const parts = [`${c.done ?? 0} done`];
+  if (c.failed) {
+    parts.push(`${c.failed} failed`);
+  }
+  if (waiting) {
+    parts.push(`${waiting} waiting`);
+  }
+  return parts.join(' · ');
 }
