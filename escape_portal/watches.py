@@ -449,6 +449,15 @@ class Store:
                 "UPDATE files SET state = 'new' WHERE watch = ? AND state = 'running'", (name,)
             ).rowcount
 
+    def requeue(self, name: str, did: str) -> None:
+        """Hand a running file out again, its attempt not counted (it did not run)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE files SET state = 'new', attempts = MAX(attempts - 1, 0) "
+                "WHERE watch = ? AND did = ? AND state = 'running'",
+                (name, did),
+            )
+
     def finish(self, name: str, did: str, result: str | None) -> None:  # noqa: D102
         with self._tx() as db:
             db.execute(
@@ -631,7 +640,6 @@ class Watcher:
         self._in_flight: dict[str, Any] = {}
         self._flight_lock = threading.Lock()
         self._wake = threading.Event()
-        self._work = threading.Event()
         self._stop = threading.Event()
         self._finished = threading.Event()
         self._lock_file: IO[str] | None = None
@@ -802,9 +810,6 @@ class Watcher:
                     for i in self.lake.contents(DID(self.target.scope, self.target.name))
                     if i.type == "dataset"
                 )
-        except LakeUnavailable as exc:
-            self._warn(f"Could not list {self.target}: {exc}")
-            return False
         except LakeError as exc:
             self._warn(f"Could not list {self.target}: {exc}")
             return False
@@ -834,6 +839,11 @@ class Watcher:
             files = analysis.lake_files(
                 self.lake, [self._listed.get(d) or DID.parse(d) for d in dids]
             )
+        except LakeUnavailable as exc:  # not the files' fault: try again, uncounted
+            self._warn(f"Could not find the replicas of {len(dids)} new files: {exc}")
+            for did in dids:
+                self.store.requeue(self.name, did)
+            return
         except LakeError as exc:
             for did in dids:
                 self._failed(did, f"could not find its replicas: {exc}")
@@ -855,8 +865,8 @@ class Watcher:
         with self._flight_lock:
             self._in_flight.pop(did, None)
         try:
-            if future.cancelled():
-                self.store.interrupted(self.name)
+            if future.cancelled():  # the cluster went away: run it again later
+                self.store.requeue(self.name, did)
                 return
             error = future.exception()
         except Exception as exc:  # the client lost the future (cluster gone)

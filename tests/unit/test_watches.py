@@ -103,6 +103,16 @@ def test_a_run_interrupted_by_a_crash_runs_again(store: watches.Store) -> None:
     assert reopened.counts("w") == {"done": 1, "running": 1}
 
 
+def test_a_file_handed_back_unrun_keeps_its_attempts(store: watches.Store) -> None:
+    store.add("w", ["s:a", "s:b"], "new")
+    assert store.due("w", 10) == ["s:a", "s:b"]
+    store.requeue("w", "s:a")  # its task was cancelled: only that file goes back
+    assert store.counts("w") == {"new": 1, "running": 1}
+    assert store.due("w", 10) == ["s:a"]
+    [a] = [r for r in store.records("w") if r.did == "s:a"]
+    assert a.attempts == 1
+
+
 def test_stop_remove_and_unknown_watches(store: watches.Store) -> None:
     assert store.info("w").state == "idle"
     assert watches.stop("w", store).state == "stopped"
