@@ -64,7 +64,7 @@ def _patterns(router: Any) -> Iterator[str]:
 
 
 def test_every_route_is_checked() -> None:
-    assert len(_requests()) >= len(ROUTES) == 19
+    assert len(_requests()) >= len(ROUTES) == 21
 
 
 async def test_every_handler_refuses_anonymous_requests(
